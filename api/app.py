@@ -1,0 +1,62 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routers import agents, auth, health, onboarding
+from db.session import create_engine, create_sessionmaker
+from salesflow.settings import Settings
+from salesflow.temporal import connect_client
+
+log = structlog.get_logger(__name__)
+
+VERSION = "0.1.0"
+ROUTERS = (health.router, auth.router, agents.router, onboarding.router)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    temporal: Client | None = None,
+) -> FastAPI:
+    """Build the app. Tests inject their session factory and Temporal client; servers let it connect."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine: AsyncEngine | None = None
+        if app.state.sessions is None:
+            if settings.database_url is None:
+                raise RuntimeError("DATABASE_URL is not set")
+            engine = create_engine(settings.database_url)
+            app.state.sessions = create_sessionmaker(engine)
+        if app.state.temporal is None:
+            try:
+                app.state.temporal = await connect_client(settings)
+            except Exception:  # noqa: BLE001 - serve anyway; readiness reports Temporal as down
+                log.warning("temporal not reachable at startup", address=settings.temporal_address)
+        yield
+        if engine is not None:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="salesflow API",
+        version=VERSION,
+        description="AI sales agents for the Kommo CRM. Errors are application/problem+json (RFC 9457).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.temporal = temporal
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,69 @@
+"""/api/agents: the AI sales agents of the caller's organisation."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import CurrentPrincipal, SessionDep
+from api.schemas.agents import AgentCreate, AgentRead, AgentStatusUpdate, AgentUpdate
+from api.schemas.common import Cursor, Limit, ListResponse
+from api.services.agents import AgentService
+from db.models import AgentStatus
+
+router = APIRouter(prefix="/api/agents", tags=["agents"])
+
+
+@router.get("", response_model=ListResponse[AgentRead])
+async def list_agents(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status_filter: Annotated[AgentStatus | None, Query(alias="status")] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+) -> ListResponse[AgentRead]:
+    """List agents, newest first, filtered by status and name."""
+    page = await AgentService(session, principal.org_id).list(
+        limit=limit, cursor=cursor, status=status_filter, name=name
+    )
+    return ListResponse(items=[AgentRead.model_validate(a) for a in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentRead)
+async def create_agent(body: AgentCreate, principal: CurrentPrincipal, session: SessionDep) -> AgentRead:
+    """Create an agent (a draft by default)."""
+    agent = await AgentService(session, principal.org_id).create(**body.model_dump())
+    return AgentRead.model_validate(agent)
+
+
+@router.get("/{id}", response_model=AgentRead)
+async def get_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> AgentRead:  # noqa: A002
+    """One agent."""
+    return AgentRead.model_validate(await AgentService(session, principal.org_id).get(id))
+
+
+@router.patch("/{id}", response_model=AgentRead)
+async def update_agent(
+    id: uuid.UUID, body: AgentUpdate, principal: CurrentPrincipal, session: SessionDep  # noqa: A002
+) -> AgentRead:
+    """Change an agent's name, persona, tone, language or description."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return AgentRead.model_validate(await AgentService(session, principal.org_id).update(id, changes))
+
+
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Response:  # noqa: A002
+    """Delete an agent (soft: conversations and enrolments keep their history)."""
+    await AgentService(session, principal.org_id).delete(id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch("/{id}/status", response_model=AgentRead)
+async def update_agent_status(
+    id: uuid.UUID, body: AgentStatusUpdate, principal: CurrentPrincipal, session: SessionDep  # noqa: A002
+) -> AgentRead:
+    """Activate, pause or return an agent to draft."""
+    return AgentRead.model_validate(await AgentService(session, principal.org_id).set_status(id, body.status))
