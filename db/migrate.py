@@ -19,7 +19,7 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Apply migrations up to ``revision``.
 
     env.py runs its own event loop, so when called from async code this runs in a worker thread.
@@ -27,6 +27,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     """:func:`upgrade` from inside a running event loop."""
     await asyncio.to_thread(upgrade, database_url, revision)
