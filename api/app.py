@@ -10,8 +10,21 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.errors import install_error_handlers
-from api.routers import agents, auth, health, onboarding
+from api.errors import RejectNulMiddleware, install_error_handlers
+from api.routers import (
+    account,
+    admin,
+    agent_assets,
+    agent_config,
+    agent_knowledge,
+    agents,
+    auth,
+    email_templates,
+    health,
+    knowledge_base,
+    notifications,
+    onboarding,
+)
 from db.session import create_engine, create_sessionmaker
 from salesflow.settings import Settings
 from salesflow.temporal import connect_client
@@ -19,7 +32,17 @@ from salesflow.temporal import connect_client
 log = structlog.get_logger(__name__)
 
 VERSION = "0.1.0"
-ROUTERS = (health.router, auth.router, agents.router, onboarding.router)
+ROUTERS = (
+    health.router, auth.router, agents.router, onboarding.router,
+    agent_config.router,
+    agent_knowledge.router,
+    agent_assets.router,
+    knowledge_base.router,
+    email_templates.router,
+    notifications.router,
+    account.router,
+    admin.router,
+)
 
 
 def create_app(
@@ -41,7 +64,7 @@ def create_app(
         if app.state.temporal is None:
             try:
                 app.state.temporal = await connect_client(settings)
-            except Exception:  # noqa: BLE001 - serve anyway; readiness reports Temporal as down
+            except Exception:
                 log.warning("temporal not reachable at startup", address=settings.temporal_address)
         yield
         if engine is not None:
@@ -57,6 +80,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.temporal = temporal
     install_error_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -96,7 +97,7 @@ def problem_response(
     *,
     type_slug: str | None = None,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     instance: str | None = None,
 ) -> JSONResponse:
     """Build a problem+json response."""
@@ -110,7 +111,7 @@ def problem_response(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -153,3 +154,19 @@ def install_error_handlers(app: FastAPI) -> None:
             500, "Internal Server Error", "An unexpected error occurred.", type_slug="internal",
             instance=request.url.path,
         )
+
+
+class RejectNulMiddleware:
+    """400 for a NUL byte in the path or query string, before any handler can pass it to PostgreSQL."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("query_string", b"") + scope.get("raw_path", b"")
+            if b"%00" in raw or b"\x00" in raw or "\x00" in scope.get("path", ""):
+                response = problem_response(400, "Bad Request", "NUL characters are not allowed in URLs.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

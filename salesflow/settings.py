@@ -35,12 +35,15 @@ class Settings(BaseSettings):
     )
     temporal_tls: bool = False
     temporal_ui_url: str = "http://localhost:8233"
-    task_queue: str = "salesflow"
     # Temporal's time-skipping test server cannot register custom search attributes, so tests on it
     # turn them off; every real server (dev, compose, Cloud) has them.
     temporal_search_attributes: bool = True
 
     data_dir: Path = PROJECT_ROOT / ".data"
+    # Uploaded agent assets (LocalStorage root); unset means data_dir / "assets".
+    storage_dir: Path | None = None
+    # Largest accepted upload; bigger ones answer 413 before they are stored.
+    max_upload_bytes: int = 10 * 1024 * 1024
     embedded_postgres_port: int = 55432
     temporal_dev_port: int = 7233
     temporal_ui_port: int = 8233

@@ -123,7 +123,9 @@ class EmbeddedPostgres:
 
     def _ensure_database(self) -> None:
         psql = [self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc"]
-        exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'").stdout
+        # The name is our own setting, not user input.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"  # noqa: S608
+        exists = self._run(*psql, query).stdout
         if exists.strip() != "1":
             self._run(*psql, f'CREATE DATABASE "{self.database}"')
 

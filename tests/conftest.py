@@ -153,6 +153,16 @@ def make_tenant(sessions: async_sessionmaker[AsyncSession], settings: Settings) 
     return _make
 
 
+@pytest.fixture(scope="session")
+def make_session_tenant(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> TenantFactory:
+    """Like ``make_tenant``, for session-scoped fixtures."""
+
+    async def _make(**kwargs: object) -> Tenant:
+        return await create_tenant(sessions, settings, **kwargs)  # type: ignore[arg-type]
+
+    return _make
+
+
 @pytest.fixture
 async def tenant(make_tenant: TenantFactory) -> Tenant:
     """An owner in a fresh organisation."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.notify import NotifyActivities
 from activities.store import StoreActivities
 from workflows.ids import TASK_QUEUE
 from workflows.onboarding import OnboardingWorkflow
@@ -19,7 +20,8 @@ WORKFLOWS: Sequence[type] = (OnboardingWorkflow,)
 def build_activities(sessions: async_sessionmaker[AsyncSession]) -> list[Callable[..., Any]]:
     """Activity callables bound to their injected clients."""
     store = StoreActivities(sessions)
-    return [store.confirm_organization]
+    notify = NotifyActivities(sessions)
+    return [store.confirm_organization, notify.notify]
 
 
 def build_worker(

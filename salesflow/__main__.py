@@ -1,0 +1,5 @@
+"""``python -m salesflow``."""
+
+from salesflow.cli import app
+
+app()
