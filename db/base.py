@@ -43,5 +43,5 @@ class TenantMixin:
     """Every row of tenant data carries its organisation; repositories always filter on it."""
 
     @declared_attr
-    def org_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805 - SQLAlchemy declared_attr signature
+    def org_id(cls) -> Mapped[uuid.UUID]:
         return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

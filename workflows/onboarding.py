@@ -50,7 +50,7 @@ class OnboardingWorkflow:
         steps = [self._done.get(step, StepState(step=step, done=False)) for step in STEP_ORDER]
         current = next((s.step for s in steps if not s.done), None)
         return OnboardingProgress(
-            org_id=self._org_id,  # type: ignore[arg-type]  # pydantic coerces the str
+            org_id=self._org_id,
             steps=steps,
             current_step=current,
             completed=current is None,

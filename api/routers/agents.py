@@ -40,14 +40,14 @@ async def create_agent(body: AgentCreate, principal: CurrentPrincipal, session: 
 
 
 @router.get("/{id}", response_model=AgentRead)
-async def get_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> AgentRead:  # noqa: A002
+async def get_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> AgentRead:
     """One agent."""
     return AgentRead.model_validate(await AgentService(session, principal.org_id).get(id))
 
 
 @router.patch("/{id}", response_model=AgentRead)
 async def update_agent(
-    id: uuid.UUID, body: AgentUpdate, principal: CurrentPrincipal, session: SessionDep  # noqa: A002
+    id: uuid.UUID, body: AgentUpdate, principal: CurrentPrincipal, session: SessionDep
 ) -> AgentRead:
     """Change an agent's name, persona, tone, language or description."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -55,7 +55,7 @@ async def update_agent(
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Response:  # noqa: A002
+async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Response:
     """Delete an agent (soft: conversations and enrolments keep their history)."""
     await AgentService(session, principal.org_id).delete(id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -63,7 +63,7 @@ async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: Sess
 
 @router.patch("/{id}/status", response_model=AgentRead)
 async def update_agent_status(
-    id: uuid.UUID, body: AgentStatusUpdate, principal: CurrentPrincipal, session: SessionDep  # noqa: A002
+    id: uuid.UUID, body: AgentStatusUpdate, principal: CurrentPrincipal, session: SessionDep
 ) -> AgentRead:
     """Activate, pause or return an agent to draft."""
     return AgentRead.model_validate(await AgentService(session, principal.org_id).set_status(id, body.status))

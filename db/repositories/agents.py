@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Agent, AgentStatus
@@ -18,7 +18,7 @@ class AgentRepository:
         self.session = session
         self.org_id = org_id
 
-    def _scoped(self):  # type: ignore[no-untyped-def]
+    def _scoped(self) -> Select[Agent]:
         return select(Agent).where(Agent.org_id == self.org_id, Agent.deleted_at.is_(None))
 
     async def get(self, agent_id: uuid.UUID) -> Agent | None:

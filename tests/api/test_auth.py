@@ -17,8 +17,9 @@ def _email() -> str:
     return f"owner-{uuid.uuid4().hex[:10]}@example.com"
 
 
-async def _register(client: httpx.AsyncClient, email: str, ip: str | None = None) -> httpx.Response:
-    body = {"email": email, "password": "s3cret-passw0rd", "organization_name": "Acme Sales", "time_zone": "Europe/Madrid"}
+async def _register(client: httpx.AsyncClient, email: str) -> httpx.Response:
+    body = {"email": email, "password": "s3cret-passw0rd", "organization_name": "Acme Sales",
+            "time_zone": "Europe/Madrid"}
     return await client.post("/api/auth/register", json=body)
 
 
