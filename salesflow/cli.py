@@ -54,6 +54,7 @@ def migrate() -> None:
 def makemigration(
     message: str,
     rev_id: Annotated[str | None, typer.Option(help="Revision id, e.g. 0004")] = None,
+    head: Annotated[str, typer.Option(help="Revision to base it on when there are several heads")] = "head",
 ) -> None:
     """Autogenerate a migration against a scratch embedded Postgres migrated to the current heads."""
     from alembic import command
@@ -67,7 +68,9 @@ def makemigration(
         try:
             cfg = alembic_config(server.url)
             command.upgrade(cfg, "heads")
-            command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+            command.revision(
+                cfg, message=message, autogenerate=True, rev_id=rev_id, head=head, splice=head != "head"
+            )
         finally:
             server.stop()
 
