@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     login_attempts_per_ip: int = 100
     login_window_seconds: int = 300
 
+    # Kommo. When kommo_api_base_url is set (the sandbox, a proxy), every account's API calls go there
+    # instead of https://{subdomain}.kommo.com.
+    kommo_client_id: str = "salesflow-dev"
+    kommo_client_secret: str = "salesflow-dev-secret"
+    kommo_redirect_uri: str = "http://localhost:8000/api/integrations/kommo/oauth/callback"
+    kommo_oauth_url: str = "https://www.kommo.com"
+    kommo_api_base_url: str | None = None
+    kommo_amojo_url: str = "https://amojo.kommo.com"
+    kommo_requests_per_second: int = 7
+    crm_sync_interval_seconds: int = 3600
+    # Fernet key (urlsafe base64 of 32 bytes) for Kommo tokens and channel secrets at rest.
+    token_encryption_key: str = "ZGV2LW9ubHktdG9rZW4tZW5jcnlwdGlvbi1rZXktMDE="
+
     log_level: str = "INFO"
     log_json: bool = False
 
