@@ -30,8 +30,8 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> httpx.Response:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> httpx.Response:
+    deadline = asyncio.get_running_loop().time() + 120
     async with httpx.AsyncClient() as http:
         while asyncio.get_running_loop().time() < deadline:
             assert proc.poll() is None, "salesflow up exited early"
@@ -57,7 +57,9 @@ async def test_up_serves_a_ready_api_and_the_temporal_ui_then_stops_everything()
         "SALESFLOW_TEMPORAL_DEV_PORT": str(ports["temporal"]),
         "SALESFLOW_TEMPORAL_UI_PORT": str(ports["ui"]),
     })
-    proc = subprocess.Popen([sys.executable, "-m", "salesflow", "up"], env=env, cwd=Path(__file__).parent.parent)
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a child we watch, not a call we wait on
+        [sys.executable, "-m", "salesflow", "up"], env=env, cwd=Path(__file__).parent.parent
+    )
     try:
         base = f"http://127.0.0.1:{ports['api']}"
         ready = await _wait_ready(base, proc)

@@ -62,11 +62,7 @@ def _encodable_files(files: Any) -> Any:
     items = files.items() if isinstance(files, dict) else files
     out = []
     for name, part in items:
-        if isinstance(part, tuple):
-            part = (part[0], _as_bytes(part[1]), *part[2:])
-        else:
-            part = _as_bytes(part)
-        out.append((name, part))
+        out.append((name, (part[0], _as_bytes(part[1]), *part[2:]) if isinstance(part, tuple) else _as_bytes(part)))
     return out
 
 
