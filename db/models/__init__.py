@@ -1,16 +1,72 @@
 """All models, imported here so ``Base.metadata`` is complete for Alembic."""
 
 from db.models.accounts import Membership, Organization, RefreshToken, Role, User
+from db.models.agent_config import (
+    ActionType,
+    AgentAction,
+    AgentAsset,
+    AgentChannel,
+    AgentField,
+    AgentObjection,
+    AgentRule,
+    AgentScript,
+    AssetKind,
+    ChannelType,
+    FieldType,
+    KnowledgeEntry,
+    KnowledgeKind,
+    RuleKind,
+    ScriptStage,
+)
 from db.models.agents import Agent, AgentStatus
+from db.models.content import ArticleStatus, EmailTemplate, KnowledgeArticle, KnowledgeCategory, Notification
+from db.models.crm import (
+    ConnectionStatus,
+    CrmCustomField,
+    CrmPipeline,
+    CrmStatus,
+    CrmUser,
+    InboxEvent,
+    KommoConnection,
+    Lead,
+)
 from db.models.ops import RateLimitWindow
 
 __all__ = [
+    "ActionType",
     "Agent",
+    "AgentAction",
+    "AgentAsset",
+    "AgentChannel",
+    "AgentField",
+    "AgentObjection",
+    "AgentRule",
+    "AgentScript",
     "AgentStatus",
+    "ArticleStatus",
+    "AssetKind",
+    "ChannelType",
+    "ConnectionStatus",
+    "CrmCustomField",
+    "CrmPipeline",
+    "CrmStatus",
+    "CrmUser",
+    "EmailTemplate",
+    "FieldType",
+    "InboxEvent",
+    "KnowledgeArticle",
+    "KnowledgeCategory",
+    "KnowledgeEntry",
+    "KnowledgeKind",
+    "KommoConnection",
+    "Lead",
     "Membership",
+    "Notification",
     "Organization",
     "RateLimitWindow",
     "RefreshToken",
     "Role",
+    "RuleKind",
+    "ScriptStage",
     "User",
 ]
