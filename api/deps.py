@@ -43,6 +43,12 @@ def get_temporal(request: Request) -> Client:
     return client
 
 
+def get_optional_temporal(request: Request) -> Client | None:
+    """The Temporal client if connected; for best-effort signals that must not fail the request."""
+    client: Client | None = request.app.state.temporal
+    return client
+
+
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login or /api/auth/register")
 
 
@@ -86,5 +92,6 @@ def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Princi
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+OptionalTemporalDep = Annotated[Client | None, Depends(get_optional_temporal)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 AdminPrincipal = Annotated[Principal, Depends(get_admin)]

@@ -65,6 +65,15 @@ def decode_access_token(token: str, secret: str) -> AccessClaims | None:
         return None
 
 
+def access_token_expiry(token: str, secret: str) -> datetime | None:
+    """When a valid access token expires; None for anything else."""
+    try:
+        payload = jwt.decode(token, secret, algorithms=[_ALGORITHM], options={"require": ["exp"]})
+        return datetime.fromtimestamp(int(payload["exp"]), UTC)
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError):
+        return None
+
+
 def new_opaque_token() -> str:
     """A random URL-safe secret (refresh tokens, reset tokens, webhook secrets)."""
     return secrets.token_urlsafe(32)

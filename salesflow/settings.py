@@ -71,9 +71,55 @@ class Settings(BaseSettings):
     kommo_api_base_url: str | None = None
     kommo_amojo_url: str = "https://amojo.kommo.com"
     kommo_requests_per_second: int = 7
+    # Our integration's Chats API channel (Kommo issues one id + secret per integration, not per account);
+    # unset disables /api/integrations/kommo/messages/send.
+    kommo_chat_channel_id: str | None = None
+    kommo_chat_channel_secret: str | None = None
     crm_sync_interval_seconds: int = 3600
+
+    # Conversations. The brain answers with the offline playbook unless brain_provider is "llm", which
+    # needs any OpenAI-compatible chat-completions endpoint (base URL ending in /v1). Per-agent overrides
+    # of the conversation_* values live in the agent's kommo_chat channel settings.
+    brain_provider: Literal["playbook", "llm"] = "playbook"
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 30.0
+    conversation_debounce_seconds: float = 4.0
+    conversation_handoff_minutes: int = 120
+    conversation_approval_timeout_minutes: int = 60
+    conversation_approval_timeout_policy: Literal["send", "discard"] = "discard"
+    conversation_max_turns_per_run: int = 100
+    conversation_idle_days: int = 30
     # Fernet key (urlsafe base64 of 32 bytes) for Kommo tokens and channel secrets at rest.
     token_encryption_key: str = "ZGV2LW9ubHktdG9rZW4tZW5jcnlwdGlvbi1rZXktMDE="
+
+    # Where people use the product. ``app_base_url`` is a template with ``{slug}`` (e.g.
+    # "https://{slug}.app.salesflow.dev"); empty means ``public_base_url + "/o/{slug}"``.
+    app_base_url: str = ""
+    # The organisation-neutral sign-in page (tenant redirect for unknown or email input).
+    app_login_url: str = ""
+    # Path (on the organisation's app URL) of the page that takes a reset token: ``?token=...`` is appended.
+    password_reset_path: str = "/reset-password"
+    password_reset_ttl_seconds: int = 3600
+    password_reset_per_email: int = 5
+    password_reset_per_ip: int = 30
+    password_reset_window_seconds: int = 3600
+    tenant_redirect_per_ip: int = 60
+    tenant_redirect_window_seconds: int = 60
+    # GET /api/test-login (development only) signs in as this user when no ``email`` is given.
+    demo_user_email: str = "demo@salesflow.dev"
+
+    # Outgoing email. Without smtp_host, development logs each message and marks it sent; other
+    # environments fail the delivery (nothing is silently dropped in production).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "salesflow <no-reply@salesflow.dev>"
+    # "starttls" upgrades a plain connection (port 587), "tls" is implicit TLS (port 465), "none" is plain.
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout_seconds: float = 30.0
 
     log_level: str = "INFO"
     log_json: bool = False
@@ -86,6 +132,17 @@ class Settings(BaseSettings):
             f"{self.temporal_ui_url.rstrip('/')}/namespaces/{self.temporal_namespace}"
             f"/workflows/{quote(workflow_id, safe='')}"
         )
+
+    def org_app_url(self, slug: str) -> str:
+        """The organisation's own app URL, from ``app_base_url`` (or ``public_base_url/o/{slug}``)."""
+        from urllib.parse import quote
+
+        template = self.app_base_url or self.public_base_url.rstrip("/") + "/o/{slug}"
+        return template.replace("{slug}", quote(slug, safe=""))
+
+    def login_url(self) -> str:
+        """The organisation-neutral sign-in page."""
+        return self.app_login_url or self.public_base_url.rstrip("/") + "/login"
 
 
 @lru_cache

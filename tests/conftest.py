@@ -27,6 +27,8 @@ from api.app import create_app
 from db.migrate import upgrade_async
 from db.models import Role
 from db.session import create_engine, create_sessionmaker
+from integrations.kommo.sandbox import KommoSandbox
+from integrations.smtp.sandbox import SmtpSandbox
 from salesflow.settings import Settings
 from salesflow.stack import EmbeddedPostgres, free_port
 from tests.harness import RouteRecorder, Tenant, create_tenant, openapi_operations, read_exemptions
@@ -35,14 +37,53 @@ from workers.registry import build_worker
 RECORDER_KEY = pytest.StashKey[RouteRecorder]()
 
 
+KOMMO_CLIENT_ID = "salesflow-test-integration"
+KOMMO_CLIENT_SECRET = "salesflow-test-integration-secret"
+KOMMO_CHAT_CHANNEL_ID = "salesflow-test-channel"
+KOMMO_CHAT_CHANNEL_SECRET = "salesflow-test-channel-secret"
+
+
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    """Settings of the app under test."""
+async def kommo_sandbox() -> AsyncIterator[KommoSandbox]:
+    """The Kommo emulator over real HTTP for the whole session; each test seeds its own account."""
+    async with KommoSandbox() as sandbox:
+        yield sandbox
+
+
+def _kommo_settings(sandbox: KommoSandbox) -> dict[str, object]:
+    # Every Kommo URL points at the session's sandbox, so the API and the worker can reach it.
+    return {
+        "kommo_api_base_url": sandbox.base_url, "kommo_oauth_url": sandbox.base_url,
+        "kommo_amojo_url": sandbox.base_url, "kommo_client_id": KOMMO_CLIENT_ID,
+        "kommo_client_secret": KOMMO_CLIENT_SECRET, "kommo_chat_channel_id": KOMMO_CHAT_CHANNEL_ID,
+        "kommo_chat_channel_secret": KOMMO_CHAT_CHANNEL_SECRET,
+    }
+
+
+@pytest.fixture(scope="session")
+async def http_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The outbound HTTP pool the worker's third-party clients share."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def settings(kommo_sandbox: KommoSandbox) -> Settings:
+    """Settings of the app under test (email goes to the session's SMTP sandbox, Kommo to its sandbox)."""
     return Settings(
+        **_kommo_settings(kommo_sandbox),  # type: ignore[arg-type]
         environment="test", jwt_secret="test-secret-" + "x" * 40, temporal_search_attributes=False,
         # Every in-process request comes from one address; per-IP limits get their own test app.
-        login_attempts_per_ip=100_000,
+        login_attempts_per_ip=100_000, password_reset_per_ip=100_000, tenant_redirect_per_ip=100_000,
+        smtp_host="127.0.0.1", smtp_port=free_port(), smtp_tls="none",
     )
+
+
+@pytest.fixture(scope="session")
+async def smtp_sandbox(settings: Settings) -> AsyncIterator[SmtpSandbox]:
+    """A real SMTP server on ``settings.smtp_port`` capturing every message the worker delivers."""
+    async with SmtpSandbox(port=settings.smtp_port) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +144,12 @@ def temporal_client(workflow_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture(scope="session")
-async def worker(temporal_client: Client, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Worker]:
+async def worker(
+    temporal_client: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+    smtp_sandbox: SmtpSandbox, http_client: httpx.AsyncClient,
+) -> AsyncIterator[Worker]:
     """Our real workflows and activities, running for the whole session."""
-    w = build_worker(temporal_client, sessions)
+    w = build_worker(temporal_client, sessions, settings=settings, http=http_client)
     async with w:
         yield w
 

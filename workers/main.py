@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import httpx
 import structlog
 
 from db.session import create_engine, create_sessionmaker
@@ -21,7 +22,8 @@ async def run_worker(settings: Settings) -> None:
         raise RuntimeError("DATABASE_URL is not set")
     engine = create_engine(settings.database_url)
     client = await connect_client(settings)
-    worker = build_worker(client, create_sessionmaker(engine))
+    http = httpx.AsyncClient(timeout=30)
+    worker = build_worker(client, create_sessionmaker(engine), settings=settings, http=http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -30,4 +32,5 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker started", temporal=settings.temporal_address)
         await stop.wait()
         log.info("worker stopping")
+    await http.aclose()
     await engine.dispose()

@@ -19,6 +19,11 @@ def onboarding_id(org_id: uuid.UUID) -> str:
     return f"onboarding/{org_id}"
 
 
+def email_delivery_id(outbox_id: uuid.UUID) -> str:
+    """One delivery run per outbox row, so a repeated start cannot send a message twice."""
+    return f"email/{outbox_id}"
+
+
 def crm_sync_id(org_id: uuid.UUID) -> str:
     """One CRM sync at a time per organisation."""
     return f"crm-sync/{org_id}"

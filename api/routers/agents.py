@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentPrincipal, SessionDep
+from api.deps import CurrentPrincipal, OptionalTemporalDep, SessionDep
 from api.schemas.agents import AgentCreate, AgentRead, AgentStatusUpdate, AgentUpdate
 from api.schemas.common import Cursor, Limit, ListResponse
 from api.services.agents import AgentService
@@ -63,7 +63,9 @@ async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: Sess
 
 @router.patch("/{id}/status", response_model=AgentRead)
 async def update_agent_status(
-    id: uuid.UUID, body: AgentStatusUpdate, principal: CurrentPrincipal, session: SessionDep
+    id: uuid.UUID, body: AgentStatusUpdate, principal: CurrentPrincipal, session: SessionDep,
+    temporal: OptionalTemporalDep,
 ) -> AgentRead:
-    """Activate, pause or return an agent to draft."""
-    return AgentRead.model_validate(await AgentService(session, principal.org_id).set_status(id, body.status))
+    """Activate, pause or return an agent to draft (activating one completes onboarding's last step)."""
+    agent = await AgentService(session, principal.org_id).set_status(id, body.status, temporal)
+    return AgentRead.model_validate(agent)

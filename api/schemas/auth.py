@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from zoneinfo import available_timezones
 
 from pydantic import EmailStr, Field, field_validator
 
 from api.schemas.common import InputModel, ReadModel
+from db.models import Role
 
 _ZONES = available_timezones()
 
@@ -61,3 +63,54 @@ class RegisterRead(TokenRead):
 
     onboarding_workflow_id: str
     onboarding_url: str
+
+
+class PasswordResetRequestCreate(InputModel):
+    """Ask for a reset link; the answer is the same whether or not the email has an account."""
+
+    email: EmailStr
+
+
+class PasswordResetConfirmCreate(InputModel):
+    """A reset token from the email and the new password."""
+
+    token: str = Field(min_length=10, max_length=256)
+    new_password: str = Field(min_length=8, max_length=128)
+
+
+class AcceptedRead(ReadModel):
+    """A request was accepted; ``detail`` says what happens next."""
+
+    detail: str
+
+
+class SessionUserRead(ReadModel):
+    """The signed-in user."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+
+
+class SessionOrganizationRead(ReadModel):
+    """The organisation the session is signed in to, with its app URL."""
+
+    id: uuid.UUID
+    name: str
+    slug: str
+    app_url: str
+
+
+class SessionRead(ReadModel):
+    """The current session: who, where, with which role, and when the access token expires."""
+
+    user: SessionUserRead
+    organization: SessionOrganizationRead
+    role: Role
+    expires_at: datetime
+
+
+class TenantRedirectRead(ReadModel):
+    """Where to send the browser; the same shape (and, for email input, the same value) for any input."""
+
+    redirect_url: str

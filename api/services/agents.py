@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from api.errors import BadRequest, NotFound
+from api.services.onboarding import signal_onboarding_step
 from db.base import utcnow
 from db.models import Agent, AgentStatus
 from db.pagination import InvalidCursorError, Page
 from db.repositories.agents import AgentRepository
+from workflows.onboarding_models import OnboardingStep
 
 
 class AgentService:
@@ -49,9 +52,17 @@ class AgentService:
         await self.session.flush()
         return agent
 
-    async def set_status(self, agent_id: uuid.UUID, status: AgentStatus) -> Agent:
-        """Change status; any transition between draft, active and paused is allowed."""
-        return await self.update(agent_id, {"status": status})
+    async def set_status(self, agent_id: uuid.UUID, status: AgentStatus, temporal: Client | None = None) -> Agent:
+        """Change status; any transition between draft, active and paused is allowed.
+
+        Activating an agent completes the organisation's ``agent_live`` onboarding step: the change is
+        committed first, then the onboarding run is signalled (no run, or a finished one, is ignored).
+        """
+        agent = await self.update(agent_id, {"status": status})
+        if status == AgentStatus.active and temporal is not None:
+            await self.session.commit()
+            await signal_onboarding_step(temporal, agent.org_id, OnboardingStep.agent_live)
+        return agent
 
     async def delete(self, agent_id: uuid.UUID) -> None:
         """Soft delete: history keeps pointing at the agent, lists stop showing it.

@@ -1,6 +1,6 @@
 """All models, imported here so ``Base.metadata`` is complete for Alembic."""
 
-from db.models.accounts import Membership, Organization, RefreshToken, Role, User
+from db.models.accounts import Membership, Organization, PasswordResetToken, RefreshToken, Role, User
 from db.models.agent_config import (
     ActionType,
     AgentAction,
@@ -20,6 +20,15 @@ from db.models.agent_config import (
 )
 from db.models.agents import Agent, AgentStatus
 from db.models.content import ArticleStatus, EmailTemplate, KnowledgeArticle, KnowledgeCategory, Notification
+from db.models.conversations import (
+    Conversation,
+    ConversationChannel,
+    ConversationStatus,
+    Message,
+    MessageAuthor,
+    MessageDirection,
+    MessageStatus,
+)
 from db.models.crm import (
     ConnectionStatus,
     CrmCustomField,
@@ -30,7 +39,21 @@ from db.models.crm import (
     KommoConnection,
     Lead,
 )
+from db.models.email import EmailOutbox, EmailStatus
+from db.models.kommo import AgentIntegration, AgentPipelineSettings, KommoOAuthState, KommoRateSlots
 from db.models.ops import RateLimitWindow
+from db.models.sequences import (
+    Enrollment,
+    EnrollmentRequest,
+    EnrollmentStatus,
+    EnrollmentStepLog,
+    SendCounter,
+    Sequence,
+    SequenceStatus,
+    SequenceVersion,
+    Trigger,
+    TriggerExecution,
+)
 
 __all__ = [
     "ActionType",
@@ -39,7 +62,9 @@ __all__ = [
     "AgentAsset",
     "AgentChannel",
     "AgentField",
+    "AgentIntegration",
     "AgentObjection",
+    "AgentPipelineSettings",
     "AgentRule",
     "AgentScript",
     "AgentStatus",
@@ -47,11 +72,20 @@ __all__ = [
     "AssetKind",
     "ChannelType",
     "ConnectionStatus",
+    "Conversation",
+    "ConversationChannel",
+    "ConversationStatus",
     "CrmCustomField",
     "CrmPipeline",
     "CrmStatus",
     "CrmUser",
+    "EmailOutbox",
+    "EmailStatus",
     "EmailTemplate",
+    "Enrollment",
+    "EnrollmentRequest",
+    "EnrollmentStatus",
+    "EnrollmentStepLog",
     "FieldType",
     "InboxEvent",
     "KnowledgeArticle",
@@ -59,14 +93,27 @@ __all__ = [
     "KnowledgeEntry",
     "KnowledgeKind",
     "KommoConnection",
+    "KommoOAuthState",
+    "KommoRateSlots",
     "Lead",
     "Membership",
+    "Message",
+    "MessageAuthor",
+    "MessageDirection",
+    "MessageStatus",
     "Notification",
     "Organization",
+    "PasswordResetToken",
     "RateLimitWindow",
     "RefreshToken",
     "Role",
     "RuleKind",
     "ScriptStage",
+    "SendCounter",
+    "Sequence",
+    "SequenceStatus",
+    "SequenceVersion",
+    "Trigger",
+    "TriggerExecution",
     "User",
 ]

@@ -74,3 +74,17 @@ class RefreshToken(RecordMixin, TenantMixin, Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PasswordResetToken(RecordMixin, Base):
+    """A single-use password-reset token of a user; only its SHA-256 is stored.
+
+    Not tenant data: a password belongs to the user across every organisation they are in.
+    """
+
+    __tablename__ = "password_reset_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,258 @@
+"""Side effects of a lead's conversation: our database, the Kommo chat channel, and the sequences it touches."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.errors import to_application_error
+from db.base import utcnow
+from db.models import (
+    ConversationChannel,
+    ConversationStatus,
+    MessageAuthor,
+    MessageDirection,
+    MessageStatus,
+)
+from db.repositories.conversations import (
+    ConversationRepository,
+    LeadLookup,
+    MessageRepository,
+    live_enrollment_workflow_ids,
+)
+from integrations.kommo.errors import KommoError
+from integrations.kommo.models import ChatParticipant
+from salesflow.conversations import ChatNotConfigured, KommoClients, conversation_policy, deliver_incoming_message
+from salesflow.settings import Settings
+from workflows.conversation_models import (
+    ConversationContext,
+    DraftOutcomeInput,
+    HandoffInput,
+    LeadRepliedInput,
+    OpenConversationInput,
+    RecordInboundInput,
+    RecordReplyInput,
+    RouteMessageInput,
+    RouteMessageResult,
+    SaveStateInput,
+    SendReplyInput,
+)
+from workflows.sequence_models import LeadReplied
+
+
+class ConversationActivities:
+    """Conversation rows and messages, delivery through amojo, and hand-offs to other workflows."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, kommo: KommoClients,
+        temporal: Client | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.kommo = kommo
+        self.temporal = temporal
+
+    @activity.defn
+    async def open_conversation(self, data: OpenConversationInput) -> ConversationContext:
+        """Find or create the lead's conversation, pick its agent and read the agent's chat policy."""
+        async with self.sessions() as session:
+            lookup = LeadLookup(session, data.org_id)
+            lead = await lookup.get(data.lead_id)
+            if lead is None:
+                raise ApplicationError(f"lead {data.lead_id} not found", non_retryable=True)
+            agent = await lookup.agent_for(lead)
+            repo = ConversationRepository(session, data.org_id)
+            conversation = await repo.ensure_for_lead(
+                lead.id, agent_id=agent.id if agent else None, channel=ConversationChannel.kommo_chat,
+                workflow_id=data.workflow_id,
+            )
+            if agent is not None and conversation.agent_id != agent.id:
+                await repo.update(conversation.id, agent_id=agent.id)
+            channel = await lookup.chat_channel(agent.id) if agent else None
+            policy = conversation_policy(
+                self.settings, channel.settings if channel else None, channel.reply_delay_seconds if channel else 0
+            )
+            context = ConversationContext(
+                conversation_id=conversation.id, agent_id=agent.id if agent else None,
+                agent_active=agent is not None and agent.status.value == "active", policy=policy,
+                stage=conversation.stage, fields=dict(conversation.fields), summary=conversation.summary,
+                turns=conversation.turns,
+            )
+            await session.commit()
+        return context
+
+    @activity.defn
+    async def record_inbound(self, data: RecordInboundInput) -> list[str]:
+        """Store received messages once each; returns the ids of those that were new."""
+        created: list[str] = []
+        async with self.sessions() as session:
+            repo = ConversationRepository(session, data.org_id)
+            messages = MessageRepository(session, data.org_id)
+            changes: dict[str, object] = {}
+            for message in data.messages:
+                _, new = await messages.add_once(
+                    data.conversation_id, direction=MessageDirection.inbound,
+                    author=MessageAuthor.lead if message.author == "lead" else MessageAuthor.manager,
+                    channel=ConversationChannel(message.channel), status=MessageStatus.received,
+                    text=message.text, external_id=message.message_id,
+                    meta={"author_name": message.author_name} if message.author_name else {},
+                )
+                if new:
+                    created.append(message.message_id)
+                if message.chat_conversation_id:
+                    changes["external_conversation_id"] = message.chat_conversation_id
+                if message.author == "lead" and message.chat_client_id:
+                    changes["external_client_id"] = message.chat_client_id
+                    if message.author_name:
+                        changes["external_client_name"] = message.author_name[:255]
+            await repo.update(data.conversation_id, last_message_at=utcnow(), **changes)
+            await session.commit()
+        return created
+
+    @activity.defn
+    async def record_reply(self, data: RecordReplyInput) -> str:
+        """Store the agent's message (a draft awaiting approval, or approved to send); once per msgid."""
+        async with self.sessions() as session:
+            conversation = await ConversationRepository(session, data.org_id).get(data.conversation_id)
+            if conversation is None:
+                raise ApplicationError(f"conversation {data.conversation_id} not found", non_retryable=True)
+            message_id, created = await MessageRepository(session, data.org_id).add_once(
+                conversation.id, direction=MessageDirection.outbound, author=MessageAuthor.agent,
+                channel=conversation.channel,
+                status=MessageStatus.pending_approval if data.draft else MessageStatus.approved,
+                text=data.text, external_id=data.msgid, meta=data.meta,
+            )
+            if created:
+                repo = ConversationRepository(session, data.org_id)
+                await repo.add_usage(conversation.id, int(data.meta.get("prompt_tokens") or 0),
+                                     int(data.meta.get("completion_tokens") or 0))
+                await repo.update(conversation.id, last_message_at=utcnow())
+            await session.commit()
+        return str(message_id)
+
+    @activity.defn
+    async def send_reply(self, data: SendReplyInput) -> str:
+        """Deliver an agent message through the Kommo chat (msgid = our idempotency key); returns its status."""
+        async with self.sessions() as session:
+            messages = MessageRepository(session, data.org_id)
+            message = await messages.get(data.message_id)
+            if message is None:
+                raise ApplicationError(f"message {data.message_id} not found", non_retryable=True)
+            if message.status == MessageStatus.sent:
+                return message.status.value
+            conversation = await ConversationRepository(session, data.org_id).get(message.conversation_id)
+            assert conversation is not None
+            text = data.text if data.text is not None else message.text
+            meta = {**message.meta, **data.meta}
+            if text != message.text:
+                meta["draft_text"] = message.text
+            status = MessageStatus.recorded
+            if conversation.channel != ConversationChannel.playground and conversation.external_conversation_id:
+                try:
+                    channel = await self.kommo.chat(data.org_id)
+                    receiver = ChatParticipant(
+                        id=conversation.external_client_id or conversation.external_conversation_id,
+                        name=conversation.external_client_name,
+                    )
+                    result = await channel.client.send_message(
+                        channel.scope_id, conversation.external_conversation_id, text, str(message.external_id),
+                        receiver=receiver,
+                    )
+                    meta["amojo_ref_id"] = result.ref_id
+                    status = MessageStatus.sent
+                except ChatNotConfigured as exc:
+                    meta["undelivered"] = str(exc)
+                except KommoError as exc:
+                    raise to_application_error(exc) from exc
+            else:
+                meta["undelivered"] = "no chat to deliver to"
+            await messages.set_status(message.id, status, text=text, meta=meta,
+                                      sent_at=utcnow() if status == MessageStatus.sent else None)
+            await session.commit()
+        return status.value
+
+    @activity.defn
+    async def close_draft(self, data: DraftOutcomeInput) -> None:
+        """Mark a draft that will not be sent (rejected by a person, or discarded on timeout)."""
+        async with self.sessions() as session:
+            messages = MessageRepository(session, data.org_id)
+            message = await messages.get(data.message_id)
+            if message is None:
+                raise ApplicationError(f"message {data.message_id} not found", non_retryable=True)
+            await messages.set_status(message.id, MessageStatus(data.status), meta={**message.meta, **data.meta})
+            await session.commit()
+
+    @activity.defn
+    async def record_handoff(self, data: HandoffInput) -> None:
+        """A person takes over until ``until`` (or, with ``until`` None, the agent resumes); noted in the chat log."""
+        async with self.sessions() as session:
+            repo = ConversationRepository(session, data.org_id)
+            conversation = await repo.get(data.conversation_id)
+            if conversation is None:
+                raise ApplicationError(f"conversation {data.conversation_id} not found", non_retryable=True)
+            if data.until is not None:
+                await repo.update(conversation.id, status=ConversationStatus.handoff, handoff_until=data.until,
+                                  handoff_reason=data.reason)
+                note = f"Handed off to a person until {data.until.isoformat()}: {data.reason}"
+            else:
+                await repo.update(conversation.id, status=ConversationStatus.active, handoff_until=None)
+                note = f"Agent resumed: {data.reason}"
+            await MessageRepository(session, data.org_id).add_once(
+                conversation.id, direction=MessageDirection.outbound, author=MessageAuthor.system,
+                channel=conversation.channel, status=MessageStatus.recorded, text=note, external_id=data.key,
+                meta={"event": "handoff" if data.until else "resume", "reason": data.reason},
+            )
+            await session.commit()
+
+    @activity.defn
+    async def save_state(self, data: SaveStateInput) -> None:
+        """Persist the rolling summary, turn count and stage."""
+        async with self.sessions() as session:
+            values: dict[str, object] = {"summary": data.summary, "turns": data.turns}
+            if data.stage is not None:
+                values["stage"] = data.stage
+            await ConversationRepository(session, data.org_id).update(data.conversation_id, **values)
+            await session.commit()
+
+    @activity.defn
+    async def signal_lead_replied(self, data: LeadRepliedInput) -> int:
+        """Signal ``lead_replied`` to the lead's active sequence enrolments; returns how many were signalled.
+
+        Reads the live enrolments from the enrolments table (pending, active, paused).
+        """
+        async with self.sessions() as session:
+            ids = await live_enrollment_workflow_ids(session, data.org_id, data.lead_id)
+        if not ids:
+            return 0
+        if self.temporal is None:
+            raise ApplicationError("no Temporal client to signal enrolments with", non_retryable=True)
+        signalled = 0
+        for workflow_id in ids:
+            try:
+                await self.temporal.get_workflow_handle(workflow_id).signal(
+                    "lead_replied",  # SequenceEnrollmentWorkflow.lead_replied (by name: no import cycle)
+                    LeadReplied(text=data.text[:4096], message_id=data.message_id[:255]),
+                )
+                signalled += 1
+            except RPCError as exc:
+                # A run that ended after the row was read (or never started) has nobody to tell.
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return signalled
+
+    @activity.defn
+    async def route_incoming_message(self, data: RouteMessageInput) -> RouteMessageResult:
+        """For the CRM webhook path (``message[add]``): deliver the message to the lead's conversation."""
+        async with self.sessions() as session:
+            lead = await LeadLookup(session, data.org_id).by_kommo_id(data.lead_kommo_id)
+        if lead is None:
+            return RouteMessageResult(workflow_id=None, lead_id=None)
+        if self.temporal is None:
+            raise ApplicationError("no Temporal client to route messages with", non_retryable=True)
+        workflow_id = await deliver_incoming_message(
+            self.temporal, self.settings, org_id=data.org_id, lead_id=lead.id, message=data.message
+        )
+        return RouteMessageResult(workflow_id=workflow_id, lead_id=lead.id)

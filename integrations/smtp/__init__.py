@@ -1,0 +1,1 @@
+"""Outgoing email over SMTP (``client``) and a local SMTP server that captures messages (``sandbox``)."""

@@ -1,0 +1,73 @@
+"""CrmEventWorkflow: act on one inbound Kommo CRM event, exactly once per event key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.kommo import KommoActivities
+    from workflows.crm_models import (
+        CrmEventInput,
+        CrmEventResult,
+        FetchLeadInput,
+        LeadSnapshot,
+        RecordOutcomeInput,
+    )
+
+KOMMO_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=10,
+)
+NO_TRIGGER = "no trigger matched"
+
+
+@workflow.defn
+class CrmEventWorkflow:
+    """``crm-event/{org}/{event_key}``: re-fetch the entity, dispatch, record the outcome on the inbox row."""
+
+    @workflow.run
+    async def run(self, data: CrmEventInput) -> CrmEventResult:
+        """Re-fetch the lead through the API, dispatch the event, and record what happened."""
+        lead: LeadSnapshot | None = None
+        try:
+            if data.lead_kommo_id is not None and not (data.entity == "lead" and data.action == "delete"):
+                lead = await workflow.execute_activity_method(
+                    KommoActivities.fetch_lead,
+                    FetchLeadInput(org_id=data.org_id, kommo_lead_id=data.lead_kommo_id),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=KOMMO_RETRY,
+                )
+            outcome = await self._dispatch(data, lead)
+        except ActivityError as exc:
+            # Leave a visible trace on the inbox row, then fail the run so it shows in the UI.
+            outcome = f"failed: {exc.cause or exc}"[:2000]
+            await self._record(data, outcome)
+            raise ApplicationError(outcome, type="CrmEventFailed", non_retryable=True) from exc
+        await self._record(data, outcome)
+        return CrmEventResult(outcome=outcome, lead_id=lead.lead_id if lead is not None else None)
+
+    async def _dispatch(self, event: CrmEventInput, lead: LeadSnapshot | None) -> str:
+        """Route the event to whatever should react to it and return the outcome to record.
+
+        Trigger evaluation (the sequences/triggers issue) plugs in here; it receives the event and
+        the freshly fetched lead. Until then every event is recorded as unmatched.
+        """
+        if event.entity == "message" and event.action == "add":
+            return f"incoming message recorded; {NO_TRIGGER}"
+        if lead is not None and not lead.found:
+            return f"lead {event.lead_kommo_id} no longer exists in Kommo; {NO_TRIGGER}"
+        return NO_TRIGGER
+
+    async def _record(self, data: CrmEventInput, outcome: str) -> None:
+        await workflow.execute_activity_method(
+            KommoActivities.record_event_outcome,
+            RecordOutcomeInput(inbox_event_id=data.inbox_event_id, outcome=outcome,
+                               workflow_id=workflow.info().workflow_id),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
