@@ -154,6 +154,24 @@ async def worker(
         yield w
 
 
+@pytest.fixture(scope="module")
+async def own_temporal(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, smtp_sandbox: SmtpSandbox,
+    http_client: httpx.AsyncClient,
+) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server (with our worker) of the module's own, for tests that skip days.
+
+    The session server's clock is shared: an activity in flight in any other test's run holds time
+    skipping back, so ``env.sleep(days)`` there can time out when the suite is busy.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_path(), data_converter=pydantic_data_converter
+    )
+    async with build_worker(env.client, sessions, settings=settings, http=http_client):
+        yield env
+    await env.shutdown()
+
+
 @pytest.fixture(scope="session")
 def route_recorder(request: pytest.FixtureRequest, settings: Settings) -> RouteRecorder:
     """Shared recorder behind every test's app."""

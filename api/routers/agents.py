@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.deps import CurrentPrincipal, OptionalTemporalDep, SessionDep
+from api.deps import CurrentPrincipal, OptionalTemporalDep, SessionDep, SettingsDep, TemporalDep
 from api.schemas.agents import AgentCreate, AgentRead, AgentStatusUpdate, AgentUpdate
 from api.schemas.common import Cursor, Limit, ListResponse
 from api.services.agents import AgentService
+from api.services.sequences import SequenceService
 from db.models import AgentStatus
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -55,9 +56,16 @@ async def update_agent(
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_agent(id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep) -> Response:
-    """Delete an agent (soft: conversations and enrolments keep their history)."""
+async def delete_agent(
+    id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep, settings: SettingsDep
+) -> Response:
+    """Delete an agent (soft: history stays) and cancel its running sequence enrolments.
+
+    Its conversations stop answering at once (the brain answers only for active agents) and their
+    entity runs end when idle, so no workflow keeps acting for a deleted agent.
+    """
     await AgentService(session, principal.org_id).delete(id)
+    await SequenceService(session, principal.org_id, temporal, settings).retire_agent(id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

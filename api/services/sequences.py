@@ -265,6 +265,13 @@ class SequenceService(_AgentScoped):
         await self._archive(sequence)
         await self._cancel_enrollments([sequence])
 
+    async def retire_agent(self, agent_id: uuid.UUID) -> None:
+        """A deleted agent leaves no sequence running: archive its live sequences and cancel their enrolments."""
+        sequences = await self.sequences.live_for_agent(agent_id)
+        for sequence in sequences:
+            await self._archive(sequence)
+        await self._cancel_enrollments(sequences)
+
     async def _archive(self, sequence: Sequence) -> None:
         sequence.status = SequenceStatus.archived
         sequence.archived_at = sequence.updated_at = utcnow()

@@ -32,7 +32,7 @@ async def _progress(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[
 
 
 async def _until(
-    client: httpx.AsyncClient, headers: dict[str, str], check: Callable[[dict[str, Any]], bool], within: float = 20
+    client: httpx.AsyncClient, headers: dict[str, str], check: Callable[[dict[str, Any]], bool], within: float = 60
 ) -> dict[str, Any]:
     """Poll the status endpoint as a front end would, until ``check`` holds."""
     deadline = asyncio.get_running_loop().time() + within

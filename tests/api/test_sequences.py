@@ -387,3 +387,19 @@ async def test_triggers_crud_and_their_references_are_checked(
     assert [t["id"] for t in by_event["items"]] == [created["id"]]
     assert (await client.delete(f"{base}/{created['id']}", headers=tenant.headers)).status_code == 204
     assert (await client.get(f"{base}/{created['id']}", headers=tenant.headers)).status_code == 404
+
+
+async def test_deleting_an_agent_archives_its_sequences_and_cancels_their_enrolments(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: Tenant
+) -> None:
+    agent = await create_agent(client, tenant)
+    sequence = await create_sequence(client, tenant, agent, name="Doomed")
+    lead = await make_lead(sessions, tenant.org_id, None, None)
+    assert (await enroll(client, tenant, agent, sequence["id"], {"lead_ids": [str(lead.id)]})).status_code == 201
+    await wait_rows(sessions, sequence["id"], EnrollmentStatus.active, 1)
+
+    assert (await client.delete(f"/api/agents/{agent}", headers=tenant.headers)).status_code == 204
+
+    await wait_rows(sessions, sequence["id"], EnrollmentStatus.cancelled, 1)
+    [row] = await live_rows(sessions, sequence["id"])
+    assert row.exit_reason == "sequence_archived"

@@ -1,4 +1,4 @@
-"""Onboarding reminders on the time-skipping server: days pass in seconds, mail lands in the SMTP sandbox."""
+"""Onboarding reminders on a time-skipping server of their own: days pass in seconds, mail lands in the SMTP sandbox."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from db.models import EmailOutbox, EmailStatus
 from db.repositories.email import EmailOutboxRepository
@@ -38,7 +38,7 @@ async def _start(client: Client, org_id: uuid.UUID) -> Handle:
 
 async def _until(handle: Handle, check: Callable[[OnboardingProgress], bool]) -> OnboardingProgress:
     """Poll the progress query (real time) until ``check`` holds; the run's activities take real time too."""
-    for _ in range(200):
+    for _ in range(600):
         progress = await handle.query(OnboardingWorkflow.progress)
         if check(progress):
             return progress
@@ -63,10 +63,11 @@ async def _signal(handle: Handle, *steps: OnboardingStep) -> None:
 
 
 async def test_a_stalled_onboarding_gets_exactly_two_reminders_at_day_1_and_day_3(
-    temporal_client: Client, workflow_env: WorkflowEnvironment, worker: Worker, tenant: Tenant,
-    smtp_sandbox: SmtpSandbox, sessions: async_sessionmaker[AsyncSession],
+    own_temporal: WorkflowEnvironment, tenant: Tenant, smtp_sandbox: SmtpSandbox,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    handle = await _start(temporal_client, tenant.org_id)
+    workflow_env = own_temporal
+    handle = await _start(workflow_env.client, tenant.org_id)
     progress = await _until(handle, lambda p: p.current_step == OnboardingStep.kommo_connected)
     started = progress.steps[0].completed_at
     assert started is not None
@@ -105,10 +106,11 @@ async def test_a_stalled_onboarding_gets_exactly_two_reminders_at_day_1_and_day_
 
 
 async def test_progress_cancels_pending_reminders_and_a_finished_run_sends_none(
-    temporal_client: Client, workflow_env: WorkflowEnvironment, worker: Worker, tenant: Tenant,
-    smtp_sandbox: SmtpSandbox, sessions: async_sessionmaker[AsyncSession],
+    own_temporal: WorkflowEnvironment, tenant: Tenant, smtp_sandbox: SmtpSandbox,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    handle = await _start(temporal_client, tenant.org_id)
+    workflow_env = own_temporal
+    handle = await _start(workflow_env.client, tenant.org_id)
     await _until(handle, lambda p: p.current_step == OnboardingStep.kommo_connected)
     await workflow_env.sleep(timedelta(hours=20))
     # pipelines_synced implies the connection, and agent_live the agent: out-of-order signals count.
@@ -129,9 +131,10 @@ async def test_progress_cancels_pending_reminders_and_a_finished_run_sends_none(
 
 
 async def test_reminders_go_to_every_owner_with_the_organisations_own_template(
-    client: httpx.AsyncClient, temporal_client: Client, workflow_env: WorkflowEnvironment, worker: Worker,
-    tenant: Tenant, make_tenant: Callable[..., Awaitable[Tenant]], smtp_sandbox: SmtpSandbox,
+    client: httpx.AsyncClient, own_temporal: WorkflowEnvironment, tenant: Tenant,
+    make_tenant: Callable[..., Awaitable[Tenant]], smtp_sandbox: SmtpSandbox,
 ) -> None:
+    workflow_env = own_temporal
     co_owner = await make_tenant(org_id=tenant.org_id)
     template = {"name": "Day 1", "key": "onboarding_reminder_day1", "subject": "Hey {{ user_name }}: {{ step_title }}",
                 "body_text": "Go to {{ app_url }}", "body_html": "<p>{{ step_hint }}</p>",
@@ -139,7 +142,7 @@ async def test_reminders_go_to_every_owner_with_the_organisations_own_template(
     r = await client.post("/api/email-templates", json=template, headers=tenant.headers)
     assert r.status_code == 201, r.text
 
-    handle = await _start(temporal_client, tenant.org_id)
+    handle = await _start(workflow_env.client, tenant.org_id)
     await _until(handle, lambda p: p.current_step == OnboardingStep.kommo_connected)
     await workflow_env.sleep(timedelta(days=1, minutes=1))
     owners = {tenant.email, co_owner.email}
