@@ -129,20 +129,22 @@ def conversation_policy(settings: Settings, channel_settings: dict[str, object] 
     """The agent's chat behaviour: its kommo_chat channel ``settings`` over the process defaults.
 
     Keys: ``approval_mode`` (bool), ``approval_timeout_minutes``, ``approval_timeout_policy`` (send|discard),
-    ``handoff_minutes``, ``debounce_seconds`` (else the channel's ``reply_delay_seconds`` when set).
+    ``handoff_minutes``, ``debounce_seconds`` (else the channel's ``reply_delay_seconds`` when set);
+    ``approval_timeout_seconds`` and ``handoff_seconds`` win over the minute keys when given.
     """
     raw = channel_settings or {}
     debounce = float(reply_delay_seconds) if reply_delay_seconds > 0 else settings.conversation_debounce_seconds
     policy = raw.get("approval_timeout_policy")
     if policy not in ("send", "discard"):
         policy = settings.conversation_approval_timeout_policy
+    handoff = _number(raw.get("handoff_minutes"), settings.conversation_handoff_minutes, 1, 60 * 24 * 30) * 60
+    approval = _number(raw.get("approval_timeout_minutes"), settings.conversation_approval_timeout_minutes, 1,
+                       60 * 24 * 7) * 60
     return ConversationPolicy(
         debounce_seconds=_number(raw.get("debounce_seconds"), debounce, 0, 600),
-        handoff_seconds=_number(raw.get("handoff_minutes"), settings.conversation_handoff_minutes, 1, 60 * 24 * 30)
-        * 60,
+        handoff_seconds=_number(raw.get("handoff_seconds"), handoff, 1, 30 * 86400),
         approval_mode=raw.get("approval_mode") is True,
-        approval_timeout_seconds=_number(raw.get("approval_timeout_minutes"),
-                                         settings.conversation_approval_timeout_minutes, 1, 60 * 24 * 7) * 60,
+        approval_timeout_seconds=_number(raw.get("approval_timeout_seconds"), approval, 1, 7 * 86400),
         approval_timeout_policy=policy,
         idle_seconds=settings.conversation_idle_days * 86400.0,
     )

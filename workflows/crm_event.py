@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         LeadSnapshot,
         RecordOutcomeInput,
     )
+    from workflows.trigger_dispatch import dispatch_triggers
 
 KOMMO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -24,7 +25,6 @@ KOMMO_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=10,
 )
-NO_TRIGGER = "no trigger matched"
 
 
 @workflow.defn
@@ -53,16 +53,8 @@ class CrmEventWorkflow:
         return CrmEventResult(outcome=outcome, lead_id=lead.lead_id if lead is not None else None)
 
     async def _dispatch(self, event: CrmEventInput, lead: LeadSnapshot | None) -> str:
-        """Route the event to whatever should react to it and return the outcome to record.
-
-        Trigger evaluation (the sequences/triggers issue) plugs in here; it receives the event and
-        the freshly fetched lead. Until then every event is recorded as unmatched.
-        """
-        if event.entity == "message" and event.action == "add":
-            return f"incoming message recorded; {NO_TRIGGER}"
-        if lead is not None and not lead.found:
-            return f"lead {event.lead_kommo_id} no longer exists in Kommo; {NO_TRIGGER}"
-        return NO_TRIGGER
+        """Run the org's triggers for the event (and signal the lead's enrolments); the outcome is recorded."""
+        return await dispatch_triggers(event, lead)
 
     async def _record(self, data: CrmEventInput, outcome: str) -> None:
         await workflow.execute_activity_method(

@@ -44,7 +44,7 @@ from api.schemas.kommo import (
 )
 from api.services.crm_webhook import read_limited, receive_crm_webhook
 from api.services.kommo import KommoService, after_connect, connection_read, start_crm_sync
-from db.models import KommoConnection
+from db.models import KommoConnection, Role
 from integrations.crypto import SecretBox
 from salesflow.crm_schedule import delete_crm_sync_schedule, schedules_unsupported
 from salesflow.kommo import KommoAccess
@@ -164,7 +164,11 @@ async def get_crm_kommo(
 ) -> CrmKommoRead:
     """The connection and the webhook URL to register in Kommo (its secret authenticates Kommo)."""
     service = _service(session, principal.org_id, settings, access)
-    return service.crm_read(await service.get_connection())
+    read = service.crm_read(await service.get_connection())
+    if principal.role not in (Role.owner, Role.admin):
+        # The URL carries the secret that lets anyone post CRM events for the org: admins only.
+        read.webhook_url = None
+    return read
 
 
 @router.post("/api/crm/kommo", response_model=CrmKommoActionResult)

@@ -236,7 +236,8 @@ async def test_crm_kommo_shows_the_webhook_url_and_manages_the_connection(
     assert (await client.post("/api/crm/kommo", json=action, headers=tenant.headers)).status_code == 404
 
     _, connection = await connect_directly(sessions, settings, kommo_sandbox, tenant.org_id)
-    shown = (await client.get("/api/crm/kommo", headers=member.headers)).json()
+    assert (await client.get("/api/crm/kommo", headers=member.headers)).json()["webhook_url"] is None
+    shown = (await client.get("/api/crm/kommo", headers=tenant.headers)).json()
     url = urlsplit(shown["webhook_url"])
     assert url.path == "/api/crm/webhook"
     assert parse_qs(url.query) == {"org": [str(tenant.org_id)], "secret": [connection.webhook_secret]}

@@ -51,10 +51,11 @@ async def test_event_refetches_the_lead_through_5xx_and_429(
     kommo_sandbox.fail_next(account, 1, 502)
     kommo_sandbox.fail_next(account, 1, 429, retry_after=2)
     result = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, lead.id))
-    assert result.outcome == "no trigger matched"
+    assert result.outcome.endswith("no trigger matched")
     assert result.lead_id is not None
     [row] = await inbox_rows(sessions, tenant.org_id)
-    assert row.outcome == "no trigger matched"
+    assert row.outcome is not None
+    assert row.outcome.endswith("no trigger matched")
     assert row.processed_at is not None
     assert [r.status for r in kommo_sandbox.requests_for(account)][:3] == [502, 429, 200]
 
@@ -67,7 +68,8 @@ async def test_an_event_for_a_lead_kommo_no_longer_has_is_recorded(
     result = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, 999_999_999))
     assert result.outcome.startswith("lead 999999999 no longer exists in Kommo")
     deleted = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, 5, action="delete"))
-    assert deleted.outcome == "no trigger matched"
+    assert deleted.outcome is not None
+    assert "no trigger" in deleted.outcome
     assert deleted.lead_id is None
 
 
