@@ -8,8 +8,7 @@ from itertools import pairwise
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from api.schemas.common import InputModel, ReadModel
-from api.schemas.knowledge_base import PatchModel
+from api.schemas.common import InputModel, PatchModel, ReadModel
 from db.models import Role
 from domain.schedule import is_valid_time_zone
 

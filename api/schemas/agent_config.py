@@ -17,13 +17,12 @@ from pydantic import (
     HttpUrl,
     JsonValue,
     StringConstraints,
-    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
 )
 
-from api.schemas.common import InputModel, ReadModel
+from api.schemas.common import InputModel, PatchModel, ReadModel
 from db.models import (
     ActionType,
     AssetKind,
@@ -37,20 +36,6 @@ from db.models import (
 MAX_JSON_BYTES = 16 * 1024
 MAX_RULES = 100
 KOMMO_ID = Annotated[int, Field(ge=1, le=2**53)]  # Kommo ids are positive and fit a JS number.
-
-
-def _no_nul(value: Any) -> None:
-    # PostgreSQL text and jsonb cannot hold U+0000; refusing it here keeps it a 400 instead of a 500.
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text may not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item)
 
 
 def _bounded_json(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -71,29 +56,6 @@ ScriptMessage = Annotated[str, StringConstraints(strip_whitespace=True, min_leng
 Position = Annotated[int, Field(ge=0, le=10_000)]
 
 
-class ConfigInput(InputModel):
-    """Input of the agent configuration: like InputModel, and no NUL characters anywhere."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_nul(cls, data: Any) -> Any:
-        _no_nul(data)
-        return data
-
-
-class PatchModel(ConfigInput):
-    """Partial update: absent fields stay, and ``null`` is refused except for ``nullable_fields``."""
-
-    nullable_fields: ClassVar[frozenset[str]] = frozenset()
-
-    @field_validator("*")
-    @classmethod
-    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.field_name not in cls.nullable_fields:
-            raise ValueError("may not be null")
-        return value
-
-
 class _ChildRead(ReadModel):
     id: uuid.UUID
     agent_id: uuid.UUID
@@ -104,7 +66,7 @@ class _ChildRead(ReadModel):
 # ---- scripts ---------------------------------------------------------------------------------
 
 
-class ScriptCreate(ConfigInput):
+class ScriptCreate(InputModel):
     """A conversation stage; without ``position`` it goes after the last script."""
 
     stage: ScriptStage
@@ -137,7 +99,7 @@ class ScriptRead(_ChildRead):
 # ---- objections ------------------------------------------------------------------------------
 
 
-class ObjectionCreate(ConfigInput):
+class ObjectionCreate(InputModel):
     """An objection the agent should recognise and how to answer it."""
 
     objection: str = Field(min_length=1, max_length=2000)
@@ -164,7 +126,7 @@ _KNOWLEDGE_FIELDS: dict[KnowledgeKind, frozenset[str]] = {
 }
 
 
-class KnowledgeCreate(ConfigInput):
+class KnowledgeCreate(InputModel):
     """text: ``content``; faq: ``question`` + ``answer``; document: ``title`` + ``content``."""
 
     kind: KnowledgeKind
@@ -206,7 +168,7 @@ class MaxLengthParameters(InputModel):
     max_chars: int = Field(ge=1, le=10_000)
 
 
-class RuleItem(ConfigInput):
+class RuleItem(InputModel):
     """One rule, as sent in a create or in the list of a full replace."""
 
     kind: RuleKind
@@ -238,7 +200,7 @@ class RuleUpdate(PatchModel):
     enabled: bool | None = None
 
 
-class RulesReplace(ConfigInput):
+class RulesReplace(InputModel):
     """The agent's complete rule list, in order; it replaces the current one."""
 
     rules: list[RuleItem] = Field(max_length=MAX_RULES)
@@ -288,7 +250,7 @@ class FieldValidation(InputModel):
 _PATTERN_TYPES = frozenset({FieldType.text, FieldType.email, FieldType.phone})
 
 
-class FieldCreate(ConfigInput):
+class FieldCreate(InputModel):
     """A qualification field; ``key`` is a slug unique within the agent."""
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="slug: a-z, 0-9, _; starts with a letter")
@@ -344,7 +306,7 @@ def _public_https(url: HttpUrl) -> HttpUrl:
     return url
 
 
-class _ActionBase(ConfigInput):
+class _ActionBase(InputModel):
     description: str = Field(default="", max_length=1000, description="When the agent should do this")
     enabled: bool = True
 
@@ -505,7 +467,7 @@ WorkingHours = Annotated[
 ReplyDelay = Annotated[int, Field(ge=0, le=3600)]
 
 
-class ChannelCreate(ConfigInput):
+class ChannelCreate(InputModel):
     """Enable the agent on a channel; ``working_hours`` null means any time."""
 
     channel: ChannelType
@@ -518,7 +480,7 @@ class ChannelCreate(ConfigInput):
 class ChannelUpdate(PatchModel):
     """Change a channel's settings; ``working_hours: null`` clears the schedule."""
 
-    nullable_fields: ClassVar[frozenset[str]] = frozenset({"working_hours"})
+    nullable: ClassVar[frozenset[str]] = frozenset({"working_hours"})
 
     enabled: bool | None = None
     working_hours: WorkingHours = None

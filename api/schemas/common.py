@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 T = TypeVar("T")
 
@@ -34,6 +34,23 @@ class InputModel(BaseModel):
         if _contains_nul(data):
             raise ValueError("text must not contain NUL (\\u0000) characters")
         return data
+
+
+class PatchModel(InputModel):
+    """Partial update: only the fields sent change, and ``null`` is refused unless listed in ``nullable``.
+
+    Without this a client sending ``{"name": null}`` would either be silently ignored or would write
+    NULL into a NOT NULL column (a 500); fields where null means something (e.g. "no parent") opt in.
+    """
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise ValueError("may not be null")
+        return value
 
 
 class ReadModel(BaseModel):

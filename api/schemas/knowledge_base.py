@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
-from api.schemas.common import InputModel, ReadModel
+from api.schemas.common import InputModel, PatchModel, ReadModel
 from db.models import ArticleStatus
 
 LANGUAGE_PATTERN = r"^[a-z]{2}(-[A-Z]{2})?$"
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-
-
-class PatchModel(InputModel):
-    """Partial update: only the fields sent change, and ``null`` is refused unless listed in ``nullable``.
-
-    Without this a client sending ``{"name": null}`` would either be silently ignored or would write
-    NULL into a NOT NULL column (a 500); fields where null means something (e.g. "no parent") opt in.
-    """
-
-    nullable: ClassVar[frozenset[str]] = frozenset()
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.field_name not in cls.nullable:
-            raise ValueError("may not be null")
-        return value
 
 
 def _dedupe(values: list[str]) -> list[str]:

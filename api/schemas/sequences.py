@@ -9,8 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.schemas.account import END_OF_DAY, WEEKDAYS, WeekHours
-from api.schemas.common import InputModel, ReadModel
-from api.schemas.knowledge_base import PatchModel
+from api.schemas.common import InputModel, PatchModel, ReadModel
 from db.models import EnrollmentStatus, SequenceStatus
 from domain.conditions import Condition
 from domain.schedule import is_valid_time_zone
