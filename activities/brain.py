@@ -131,7 +131,7 @@ class BrainActivities:
             conversation = await ConversationRepository(session, data.org_id).get_for_lead(lead.id)
             agent_id = data.agent_id or (conversation.agent_id if conversation else None)
             agent = await Brain.agent(session, data.org_id, agent_id) if agent_id else await lookup.agent_for(lead)
-            if agent is None:
+            if agent is None or agent.status != AgentStatus.active:
                 return FollowUpOutput(text="", conversation_id=conversation.id if conversation else None)
             history = await MessageRepository(session, data.org_id).recent(conversation.id, HISTORY_TURNS) \
                 if conversation else []

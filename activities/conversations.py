@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import to_application_error
+from activities.sequences import chat_address
 from db.base import utcnow
 from db.models import (
     ConversationChannel,
@@ -248,11 +249,17 @@ class ConversationActivities:
         """For the CRM webhook path (``message[add]``): deliver the message to the lead's conversation."""
         async with self.sessions() as session:
             lead = await LeadLookup(session, data.org_id).by_kommo_id(data.lead_kommo_id)
+            conversation = await ConversationRepository(session, data.org_id).get_for_lead(lead.id) if lead else None
         if lead is None:
             return RouteMessageResult(workflow_id=None, lead_id=None)
         if self.temporal is None:
             raise ApplicationError("no Temporal client to route messages with", non_retryable=True)
+        message = data.message
+        if message.chat_conversation_id is None and (conversation is None or not conversation.external_conversation_id):
+            # No chat of ours with this lead yet: answer where the sequences write to it.
+            address, receiver = chat_address(lead)
+            message = message.model_copy(update={"chat_conversation_id": address, "chat_client_id": receiver.id})
         workflow_id = await deliver_incoming_message(
-            self.temporal, self.settings, org_id=data.org_id, lead_id=lead.id, message=data.message
+            self.temporal, self.settings, org_id=data.org_id, lead_id=lead.id, message=message
         )
         return RouteMessageResult(workflow_id=workflow_id, lead_id=lead.id)

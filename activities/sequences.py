@@ -299,7 +299,7 @@ class SequenceActivities:
         async with self.sessions() as session:
             enrollment = await self._enrollment(session, data.org_id, data.enrollment_id)
             log = await StepLogRepository(session, data.org_id).claim(
-                enrollment.id, data.step_id, data.step_key, "send_message", channel=data.channel,
+                enrollment.id, data.step_id, data.step_key, data.kind, channel=data.channel,
                 reservation=-1, outcome="scheduled",
             )
             if log.reservation == data.reservation and log.scheduled_for is not None:
@@ -376,7 +376,7 @@ class SequenceActivities:
         async with self.sessions() as session:
             enrollment = await self._enrollment(session, data.org_id, data.enrollment_id)
             log = await StepLogRepository(session, data.org_id).claim(
-                enrollment.id, data.step_id, data.step_key, "send_message", channel=data.channel, outcome="scheduled"
+                enrollment.id, data.step_id, data.step_key, data.kind, channel=data.channel, outcome="scheduled"
             )
             if log.outcome == "sent":
                 await session.commit()
@@ -392,7 +392,8 @@ class SequenceActivities:
             assert lead is not None
             agent = await context.agent(enrollment.agent_id)
             try:
-                text = render_text(data.text, lead_variables(lead_facts(lead), agent_name=agent.name if agent else ""))
+                text = data.text if data.literal else render_text(
+                    data.text, lead_variables(lead_facts(lead), agent_name=agent.name if agent else ""))
             except TemplateRenderError as exc:
                 raise ApplicationError(f"message template failed: {exc}", type="TemplateError",
                                        non_retryable=True) from exc
@@ -410,7 +411,7 @@ class SequenceActivities:
             raise temporal_error(exc) from exc
         async with self.sessions() as session:
             log = await StepLogRepository(session, data.org_id).claim(
-                enrollment.id, data.step_id, data.step_key, "send_message"
+                enrollment.id, data.step_id, data.step_key, data.kind
             )
             if log.outcome != "sent":
                 log.outcome, log.sent_at, log.external_id = "sent", sent_at, result.ref_id

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.conditions import LeadFacts
-from domain.sequences import AddNote, CrmActionStep, NotifyStep, SendMessageStep, Step
+from domain.sequences import AddNote, AiFollowUpStep, CrmActionStep, NotifyStep, SendMessageStep, Step
 from domain.templates import (
     EmailTemplateSource,
     TemplateValidationError,
@@ -56,6 +56,8 @@ def _texts(step: Step) -> Iterable[tuple[str, str]]:
             yield "text", step.text
         for i, variant in enumerate(step.variants):
             yield f"variants[{i}].text", variant.text
+    elif isinstance(step, AiFollowUpStep) and step.fallback_text is not None:
+        yield "fallback_text", step.fallback_text
     elif isinstance(step, CrmActionStep) and isinstance(step.action, AddNote):
         yield "action.text", step.action.text
     elif isinstance(step, NotifyStep):

@@ -40,6 +40,7 @@ __all__ = [
     "WON_STATUS_ID",
     "AddNote",
     "AddTag",
+    "AiFollowUpStep",
     "BranchStep",
     "Channel",
     "CreateTask",
@@ -157,9 +158,8 @@ class SendMessageStep(_StepBase):
 class AiFollowUpStep(_StepBase):
     """Send a message the agent's brain writes in context (``BrainActivities.compose_follow_up``: the last
     conversation, its stage, the fields still missing), inside the send window and under the caps like
-    ``send_message``; ``fallback_text`` is sent when no live agent can write one.
-
-    Not yet a member of ``Step``: the enrolment workflow must dispatch it (compose, then send) first.
+    ``send_message``; ``fallback_text`` (a template, like ``send_message.text``) is sent when no live agent
+    can write one, and without it the step is skipped.
     """
 
     type: Literal["ai_follow_up"] = "ai_follow_up"
@@ -294,7 +294,15 @@ class EndStep(_StepBase):
 
 
 Step = Annotated[
-    WaitStep | SendMessageStep | WaitForReplyStep | CrmActionStep | NotifyStep | WebhookStep | BranchStep | EndStep,
+    WaitStep
+    | SendMessageStep
+    | AiFollowUpStep
+    | WaitForReplyStep
+    | CrmActionStep
+    | NotifyStep
+    | WebhookStep
+    | BranchStep
+    | EndStep,
     Field(discriminator="type"),
 ]
 

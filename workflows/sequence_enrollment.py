@@ -25,10 +25,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.brain import BrainActivities
     from activities.sequences import SequenceActivities
     from domain.conditions import evaluate
     from domain.schedule import pause_shift
     from domain.sequences import (
+        AiFollowUpStep,
         BranchStep,
         CrmActionStep,
         EndStep,
@@ -45,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         exit_for_reply,
         exit_for_stage,
     )
+    from workflows.conversation_models import FollowUpInput
     from workflows.email_delivery import EmailDeliveryWorkflow
     from workflows.email_delivery_models import DeliverEmail
     from workflows.ids import email_delivery_id
@@ -76,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
 
 DB_TIMEOUT = timedelta(seconds=30)
 SIDE_EFFECT_TIMEOUT = timedelta(minutes=2)
+BRAIN_TIMEOUT = timedelta(minutes=2)
 # Third parties (Kommo, webhooks) may be down for hours: keep retrying, with a ceiling on the backoff,
 # instead of failing a days-long enrolment; 4xx-like failures are raised non-retryable by the activity.
 SIDE_EFFECT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
@@ -107,6 +111,7 @@ class SequenceEnrollmentWorkflow:
         self._pending_stage: CrmStageChanged | None = None
         self._last_reply_at: datetime | None = None
         self._last_send_at: datetime | None = None
+        self._ai_follow_ups = 0
         self._status = "active"
         self._finished = False
         # Handlers and the main loop both write the enrolment row; the lock keeps those writes in
@@ -177,6 +182,8 @@ class SequenceEnrollmentWorkflow:
             return await self._wait_step(step, key)
         if isinstance(step, SendMessageStep):
             return await self._send_step(step, key)
+        if isinstance(step, AiFollowUpStep):
+            return await self._ai_follow_up_step(step, key)
         if isinstance(step, WaitForReplyStep):
             return await self._wait_for_reply_step(step, key)
         if isinstance(step, BranchStep):
@@ -203,6 +210,36 @@ class SequenceEnrollmentWorkflow:
             variant_id, text = variant.id, variant.text
         else:
             variant_id, text = None, step.text or ""
+        if not await self._book_send(step, key):
+            return step.next
+        return await self._send(step, key, text, variant_id=variant_id)
+
+    async def _ai_follow_up_step(self, step: AiFollowUpStep, key: str) -> str | None:
+        assert self._input is not None
+        if not await self._book_send(step, key):
+            return step.next
+        # Written when the slot comes, not at enrolment: the conversation may have moved on while we slept.
+        follow_up = await workflow.execute_activity_method(
+            BrainActivities.compose_follow_up,
+            FollowUpInput(org_id=self._input.org_id, lead_id=self._input.lead_id,
+                          agent_id=step.agent_id or self._input.agent_id, attempt=self._ai_follow_ups),
+            start_to_close_timeout=BRAIN_TIMEOUT, retry_policy=SIDE_EFFECT_RETRY,
+            summary=f"compose {step.id}",
+        )
+        if follow_up.text:
+            text, literal = follow_up.text, True
+        elif step.fallback_text is not None:
+            text, literal = step.fallback_text, False
+        else:
+            await self._release_send(key, "no_agent")
+            self._note("step", step.id, "no_agent")
+            return step.next
+        self._ai_follow_ups += 1
+        return await self._send(step, key, text, literal=literal)
+
+    async def _book_send(self, step: SendMessageStep | AiFollowUpStep, key: str) -> bool:
+        """Reserve a send slot (window and caps) and sleep until it; False when the send must not happen."""
+        assert self._input is not None
         earliest = workflow.now()
         reservation = 0
         while True:
@@ -210,7 +247,7 @@ class SequenceEnrollmentWorkflow:
                 SequenceActivities.reserve_send_slot,
                 ReserveInput(
                     org_id=self._input.org_id, enrollment_id=self._input.enrollment_id, step_id=step.id,
-                    step_key=key, channel=step.channel, earliest=earliest, reservation=reservation,
+                    step_key=key, channel=step.channel, earliest=earliest, reservation=reservation, kind=step.type,
                 ),
                 start_to_close_timeout=DB_TIMEOUT,
             )
@@ -222,20 +259,32 @@ class SequenceEnrollmentWorkflow:
                 continue
             break
         if outcome in ("stopped", "skipped"):
-            await workflow.execute_local_activity_method(
-                SequenceActivities.release_send_slot,
-                ReleaseInput(org_id=self._input.org_id, step_key=key, outcome=outcome),
-                start_to_close_timeout=DB_TIMEOUT,
-            )
+            await self._release_send(key, outcome)
             self._note("step", step.id, outcome)
-            return step.next
+            return False
         self._deadline = None
+        return True
+
+    async def _release_send(self, key: str, outcome: str) -> None:
+        assert self._input is not None
+        await workflow.execute_local_activity_method(
+            SequenceActivities.release_send_slot,
+            ReleaseInput(org_id=self._input.org_id, step_key=key, outcome=outcome),
+            start_to_close_timeout=DB_TIMEOUT,
+        )
+
+    async def _send(
+        self, step: SendMessageStep | AiFollowUpStep, key: str, text: str, *, variant_id: str | None = None,
+        literal: bool = False,
+    ) -> str | None:
+        """The booked send itself: one idempotent activity, keyed by the step execution."""
+        assert self._input is not None
         result = await workflow.execute_activity_method(
             SequenceActivities.send_message,
             SendInput(
                 org_id=self._input.org_id, enrollment_id=self._input.enrollment_id, step_id=step.id,
                 step_key=key, channel=step.channel, text=text, variant_id=variant_id,
-                steps_executed=self._step_no + 1,
+                steps_executed=self._step_no + 1, kind=step.type, literal=literal,
             ),
             start_to_close_timeout=SIDE_EFFECT_TIMEOUT,
             retry_policy=SIDE_EFFECT_RETRY,
@@ -558,7 +607,7 @@ class SequenceEnrollmentWorkflow:
         return CarriedState(
             step_no=self._step_no, current_step=self._current, started_at=self._started_at,
             history=self._history[-CARRIED_HISTORY:], last_reply_at=self._last_reply_at,
-            last_send_at=self._last_send_at, paused_at=self._paused_at,
+            last_send_at=self._last_send_at, paused_at=self._paused_at, ai_follow_ups=self._ai_follow_ups,
         )
 
     def _restore(self, carry: CarriedState) -> None:
@@ -569,5 +618,6 @@ class SequenceEnrollmentWorkflow:
         self._last_reply_at = carry.last_reply_at
         self._last_send_at = carry.last_send_at
         self._paused_at = carry.paused_at
+        self._ai_follow_ups = carry.ai_follow_ups
         if carry.paused_at is not None:
             self._status = "paused"

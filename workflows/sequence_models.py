@@ -42,6 +42,7 @@ class CarriedState(_Model):
     last_reply_at: datetime | None = None
     last_send_at: datetime | None = None
     paused_at: datetime | None = None
+    ai_follow_ups: int = 0
 
 
 class EnrollmentInput(_Model):
@@ -173,6 +174,10 @@ class WindowInput(_Model):
     earliest: datetime
 
 
+SendKind = Literal["send_message", "ai_follow_up"]
+"""Step types that send a message (the step log's ``kind``)."""
+
+
 class ReserveInput(_Model):
     """Book a send slot under the daily cap; a higher ``reservation`` re-books (after a pause)."""
 
@@ -183,6 +188,7 @@ class ReserveInput(_Model):
     channel: Channel
     earliest: datetime
     reservation: int = 0
+    kind: SendKind = "send_message"
 
 
 class Reservation(_Model):
@@ -211,6 +217,9 @@ class SendInput(_Model):
     text: str
     variant_id: str | None = None
     steps_executed: int = 0
+    kind: SendKind = "send_message"
+    # True for text the brain wrote: sent as is, never rendered as a template.
+    literal: bool = False
 
 
 class SendStatus(enum.StrEnum):

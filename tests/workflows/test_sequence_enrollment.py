@@ -34,17 +34,22 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.brain import BrainActivities
 from activities.enrollments import EnrollmentActivities
 from activities.sequences import SequenceActivities, StoredConnectionKommo
 from activities.triggers import TriggerActivities
 from api.schemas.sequences import SequenceUpdate
 from api.services.sequences import SequenceService
-from db.models import EmailOutbox, Enrollment, EnrollmentStatus, Lead, Notification, SendCounter, Trigger
+from db.models import AgentStatus, EmailOutbox, Enrollment, EnrollmentStatus, Lead, Notification, SendCounter, Trigger
+from domain.brain import FollowUpRequest, compose_follow_up
 from domain.sequences import EnrollmentRefusal
 from domain.triggers import TriggerEventType
 from integrations.kommo.sandbox import KommoSandbox, SandboxAccount
 from integrations.outbound_webhooks import OutboundWebhookClient
+from salesflow.brain import Brain, provider_from_settings
+from salesflow.conversations import ConnectionKommoClients
 from salesflow.settings import Settings
+from tests.chat_support import playbook, seed_agent
 from tests.harness import Tenant
 from tests.sequence_support import (
     FlakyTransport,
@@ -135,9 +140,11 @@ async def stack(sessions: async_sessionmaker[AsyncSession], settings: Settings) 
     webhooks = OutboundWebhookClient(httpx.AsyncClient(transport=httpx.MockTransport(receiver)), allow_private=True)
     activities = SequenceActivities(sessions, worker_settings, kommo, webhooks)
     triggers = TriggerActivities(sessions, worker_settings, kommo)
+    brain = BrainActivities(sessions, worker_settings, Brain(provider_from_settings(worker_settings, http)),
+                            ConnectionKommoClients(sessions, worker_settings, http))
     worker = Worker(env.client, task_queue=QUEUE,
                     workflows=[SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow, DispatchProbe],
-                    activities=[*activities.all(), triggers.run_triggers,
+                    activities=[*activities.all(), triggers.run_triggers, brain.compose_follow_up,
                                 EnrollmentActivities(sessions, worker_settings).run_batch])
     async with worker:
         yield Stack(env, env.client, sandbox, flaky, worker_settings, sessions, activities, triggers, hooks)
@@ -339,6 +346,45 @@ async def test_won_and_lost_stop_the_sequence_whether_signalled_or_found_at_send
     for enrollment_id, reason in ((won_id, "won"), (lost_id, "lost")):
         row = await enrollment_row(stack.sessions, enrollment_id)
         assert (row.status, row.exit_reason) == (EnrollmentStatus.exited, reason)
+
+
+# ---- AI follow-up -------------------------------------------------------------------------------------
+
+
+async def test_an_ai_follow_up_sends_what_the_brain_writes_and_falls_back_when_no_agent_can(
+    stack: Stack, tenant: Tenant
+) -> None:
+    org = await make_org(stack, tenant)
+    async with stack.sessions() as session:
+        sunny = (await seed_agent(session, org.id)).id
+        await session.commit()
+    paused = await make_agent(stack.sessions, org.id, status=AgentStatus.paused)
+    nudge = [{"type": "ai_follow_up", "id": "nudge", "next": "gap"},
+             {"type": "wait", "id": "gap", "duration": "P1D", "next": "again"},
+             {"type": "ai_follow_up", "id": "again", "fallback_text": "{{ first_name }}, still thinking it over?"}]
+    written = await make_sequence(stack.sessions, org.id, sunny, nudge)
+    silent = await make_sequence(stack.sessions, org.id, paused, nudge)
+    maria = await make_lead(stack.sessions, org.id, stack.sandbox, org.account, contact="Maria Silva")
+    ann = await make_lead(stack.sessions, org.id, stack.sandbox, org.account, contact="Ann Lee")
+    [(maria_enrolment, maria_run)] = await start(stack, org, written, maria)
+    [(ann_enrolment, ann_run)] = await start(stack, org, silent, ann)
+
+    assert (await finish(stack, maria_run)).status == "completed"
+    assert (await finish(stack, ann_run)).status == "completed"
+
+    # Sunny's playbook wrote both, asking for the first missing required field, phrased per attempt.
+    expected = [compose_follow_up(FollowUpRequest(playbook=playbook(), attempt=n, lead_name="Maria")).text
+                for n in (0, 1)]
+    assert [m.text for m in messages_to(stack, maria)] == expected
+    assert "name" in expected[0].casefold()
+    # A paused agent writes nothing: the first step is skipped, the second sends its template.
+    assert [m.text for m in messages_to(stack, ann)] == ["Ann, still thinking it over?"]
+    maria_logs = await step_logs(stack.sessions, maria_enrolment)
+    assert [(log.step_id, log.kind, log.outcome) for log in maria_logs if log.kind != "wait"] == [
+        ("nudge", "ai_follow_up", "sent"), ("again", "ai_follow_up", "sent")]
+    ann_logs = await step_logs(stack.sessions, ann_enrolment)
+    assert [(log.step_id, log.outcome) for log in ann_logs if log.kind == "ai_follow_up"] == [
+        ("nudge", "no_agent"), ("again", "sent")]
 
 
 # ---- caps ---------------------------------------------------------------------------------------------
