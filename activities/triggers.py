@@ -110,7 +110,7 @@ class TriggerActivities:
             workflow_ids = [(row.workflow_id, row.id) for row in live]
             fired = await self._claim(session, data, lead)
             await session.commit()
-        signalled = await self._signal(client, data, workflow_ids)
+        signalled = await self._signal(client, data, workflow_ids) if data.signal_enrollments else 0
         results = [await self._perform(client, data, lead.id, trigger_id, execution_id, actions, repeated)
                    for trigger_id, execution_id, actions, repeated in fired]
         return TriggerRunResult(lead_found=True, signalled=signalled, fired=results)

@@ -9,7 +9,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.conversations import ConversationActivities
     from activities.kommo import KommoActivities
+    from workflows.conversation_models import MAX_TEXT, IncomingMessage, RouteMessageInput
     from workflows.crm_models import (
         CrmEventInput,
         CrmEventResult,
@@ -19,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.trigger_dispatch import dispatch_triggers
 
+# Runs recorded before chat messages were routed to the lead's conversation replay without the routing.
+ROUTE_CHAT_MESSAGES = "route-chat-messages-to-conversation"
 KOMMO_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -53,8 +57,30 @@ class CrmEventWorkflow:
         return CrmEventResult(outcome=outcome, lead_id=lead.lead_id if lead is not None else None)
 
     async def _dispatch(self, event: CrmEventInput, lead: LeadSnapshot | None) -> str:
-        """Run the org's triggers for the event (and signal the lead's enrolments); the outcome is recorded."""
-        return await dispatch_triggers(event, lead)
+        """Hand a chat message to the lead's conversation, then run the org's triggers for the event."""
+        routed = ""
+        if (event.entity, event.action) == ("message", "add") and lead is not None and lead.found \
+                and workflow.patched(ROUTE_CHAT_MESSAGES):
+            routed = await self._route_message(event)
+        # The conversation signals the lead's enrolments itself; signalling here too would count a reply twice.
+        outcome = await dispatch_triggers(event, lead, signal_enrollments=not routed)
+        return f"{routed}; {outcome}" if routed else outcome
+
+    async def _route_message(self, event: CrmEventInput) -> str:
+        author = event.chat_author()
+        if author is None or event.lead_kommo_id is None:
+            return ""
+        result = await workflow.execute_activity_method(
+            ConversationActivities.route_incoming_message,
+            RouteMessageInput(org_id=event.org_id, lead_kommo_id=event.lead_kommo_id, message=IncomingMessage(
+                message_id=event.entity_id[:200], text=(event.text or "")[:MAX_TEXT], author=author,
+                author_name=(event.author_name or "")[:255] or None,
+            )),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=KOMMO_RETRY,
+            summary=f"{author} message to conversation",
+        )
+        return f"{author} message routed to {result.workflow_id}" if result.workflow_id else ""
 
     async def _record(self, data: CrmEventInput, outcome: str) -> None:
         await workflow.execute_activity_method(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +52,27 @@ class CrmEventInput(BaseModel):
     text: str | None = None
     chat_id: str | None = None
     talk_id: int | None = None
+    message_type: str | None = None
+    author_type: str | None = None
+    author_name: str | None = None
+
+    def chat_author(self) -> Literal["lead", "manager"] | None:
+        """Who wrote a ``message[add]``: the lead, a Kommo user (a manager), or None for bots and integrations.
+
+        Kommo marks the client's messages ``incoming``; of the ``outgoing`` ones only a person's count (ours
+        and other bots' must not pause the agent or look like a reply).
+        """
+        if self.message_type == "incoming":
+            return "lead"
+        if self.author_type in KOMMO_USER_AUTHORS:
+            return "manager"
+        if self.message_type is None and self.author_type in (None, "external", "contact"):
+            return "lead"
+        return None
+
+
+# How Kommo's chat webhooks name a message written by one of the account's users.
+KOMMO_USER_AUTHORS = ("user", "internal")
 
 
 class CrmEventResult(BaseModel):

@@ -1,12 +1,4 @@
-"""What ``CrmEventWorkflow._dispatch`` calls to run triggers for an event (workflow code, deterministic).
-
-Wiring, in ``workflows/crm_event.py``::
-
-    from workflows.trigger_dispatch import dispatch_triggers
-    ...
-    async def _dispatch(self, event, lead):
-        return await dispatch_triggers(event, lead)
-"""
+"""What ``CrmEventWorkflow._dispatch`` calls to run triggers for an event (workflow code, deterministic)."""
 
 from __future__ import annotations
 
@@ -24,15 +16,19 @@ TRIGGER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_inter
                             maximum_attempts=20)
 
 
-async def dispatch_triggers(event: CrmEventInput, lead: LeadSnapshot | None) -> str:
-    """Signal the lead's enrolments and fire the org's matching triggers; returns the outcome to record."""
+async def dispatch_triggers(
+    event: CrmEventInput, lead: LeadSnapshot | None, *, signal_enrollments: bool = True
+) -> str:
+    """Signal the lead's enrolments (unless told otherwise) and fire the org's matching triggers; returns the
+    outcome to record."""
     if lead is not None and not lead.found:
         return f"lead {event.lead_kommo_id} no longer exists in Kommo; no trigger evaluated"
     outcomes: list[str] = []
     for trigger_event in trigger_events_for(event):
         result = await workflow.execute_activity_method(
             TriggerActivities.run_triggers,
-            TriggerRunInput(org_id=event.org_id, event_key=event.event_key, event=trigger_event),
+            TriggerRunInput(org_id=event.org_id, event_key=event.event_key, event=trigger_event,
+                            signal_enrollments=signal_enrollments),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=TRIGGER_RETRY,
             summary=f"triggers for {trigger_event.type.value}",

@@ -39,6 +39,8 @@ class TriggerRunInput(_Model):
     org_id: uuid.UUID
     event_key: str = Field(min_length=1, max_length=255)
     event: TriggerEventInput
+    # False when the lead's conversation already told its enrolments (it signals ``lead_replied`` itself).
+    signal_enrollments: bool = True
 
 
 class ActionOutcome(_Model):
@@ -75,7 +77,7 @@ class TriggerRunResult(_Model):
 def trigger_events_for(event: CrmEventInput) -> list[TriggerEventInput]:
     """The trigger events a Kommo CRM webhook event stands for (none for entities triggers ignore).
 
-    A chat message is taken as incoming: Kommo's ``message[add]`` webhooks report what clients write.
+    Only a chat message the lead wrote is ``incoming_message``; a manager's or a bot's is not.
     Tag changes arrive as plain lead updates without a diff, so ``tag_added`` comes from elsewhere.
     """
     if event.lead_kommo_id is None:
@@ -88,7 +90,7 @@ def trigger_events_for(event: CrmEventInput) -> list[TriggerEventInput]:
         return [TriggerEventInput(type=TriggerEventType.status_changed, lead_kommo_id=lead,
                                   pipeline_id=event.pipeline_id, status_id=event.status_id,
                                   old_status_id=event.old_status_id)]
-    if event.entity == "message" and event.action == "add":
+    if event.entity == "message" and event.action == "add" and event.chat_author() == "lead":
         return [TriggerEventInput(type=TriggerEventType.incoming_message, lead_kommo_id=lead, text=event.text,
                                   channel="kommo_chat")]
     return []

@@ -109,7 +109,8 @@ def event_input(org_id: uuid.UUID, inbox_id: uuid.UUID, key: str, event: CrmEven
         org_id=org_id, inbox_event_id=inbox_id, event_key=key, entity=event.entity, action=event.action,
         entity_id=str(event.entity_id), lead_kommo_id=event.lead_id, contact_kommo_id=event.contact_id,
         status_id=event.status_id, pipeline_id=event.pipeline_id, old_status_id=event.old_status_id,
-        text=event.text, chat_id=event.chat_id, talk_id=event.talk_id,
+        text=event.text, chat_id=event.chat_id, talk_id=event.talk_id, message_type=event.message_type,
+        author_type=event.author_type, author_name=event.author_name,
     )
 
 

@@ -673,6 +673,39 @@ class KommoSandbox:
         if not any(link["id"] == lead_id for link in contact_links):
             contact_links.append({"id": lead_id})
 
+    def move_lead(
+        self, account: SandboxAccount, lead_id: int, status_id: int, pipeline_id: int | None = None
+    ) -> dict[str, Any]:
+        """Move a lead as a user does in Kommo; returns the ``leads[status]`` webhook event the move sends."""
+        lead = account.leads[lead_id]
+        old_status, old_pipeline = lead["status_id"], lead["pipeline_id"]
+        pipeline = account.pipelines[pipeline_id or old_pipeline]
+        if not any(s["id"] == status_id for s in pipeline["statuses"]):
+            raise ValueError(f"status {status_id} is not in pipeline {pipeline['id']}")
+        lead["status_id"], lead["pipeline_id"] = status_id, pipeline["id"]
+        lead["updated_at"] = int(self.now())
+        return {"entity": "lead", "action": "status", "id": lead_id, "status_id": status_id,
+                "pipeline_id": pipeline["id"], "old_status_id": old_status, "old_pipeline_id": old_pipeline,
+                "last_modified": lead["updated_at"]}
+
+    def chat_message_event(
+        self, account: SandboxAccount, lead_id: int, text: str, *, incoming: bool = True,
+        author_name: str = "Client", message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """The ``message[add]`` webhook event of a chat message on a lead: the client's (``incoming``) or a user's."""
+        ids = self._chat_ids.setdefault((account.scope_id, f"lead:{lead_id}"),
+                                        {"chat": str(uuid.uuid4()), "talk": str(self._next_id())})
+        user = next(iter(account.users.values()))
+        return {
+            "entity": "message", "action": "add", "id": message_id or str(uuid.uuid4()), "chat_id": ids["chat"],
+            "talk_id": ids["talk"], "text": text, "created_at": int(self.now()), "element_type": "2",
+            "entity_type": "lead", "element_id": lead_id, "entity_id": lead_id,
+            "type": "incoming" if incoming else "outgoing",
+            "author": {"id": str(uuid.uuid4()) if incoming else str(user["id"]),
+                       "type": "external" if incoming else "user", "name": author_name},
+            "origin": "com.amocrm.amocrmwa",
+        }
+
     def lead(self, account: SandboxAccount, lead_id: int) -> Lead:
         """Snapshot of a lead as the API would return it ``with=contacts``."""
         return Lead.model_validate(self._render_lead(account.leads[lead_id], "", with_contacts=True))

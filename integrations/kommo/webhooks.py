@@ -148,6 +148,9 @@ class CrmEvent(BaseModel):
     talk_id: int | None = None
     author_type: str | None = None
     author_id: str | None = None
+    author_name: str | None = None
+    # Chat messages: ``incoming`` (the client wrote) or ``outgoing`` (a user, bot or integration did).
+    message_type: str | None = None
     last_modified: int | None = None
     raw: dict[str, Any]
 
@@ -284,6 +287,8 @@ def _event(
         talk_id=talk_id,
         author_type=_str(author, "type", where + "[author]"),
         author_id=_str(author, "id", where + "[author]"),
+        author_name=_str(author, "name", where + "[author]"),
+        message_type=_str(fields, "type", where) if entity == "message" else None,
         last_modified=_first_int(fields, ("last_modified", "updated_at", "created_at"), where),
         raw=item,
     )

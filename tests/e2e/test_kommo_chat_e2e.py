@@ -3,15 +3,12 @@ through the sandbox's amojo (which checks our request signature), and a forged h
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -21,31 +18,18 @@ from db.models import Conversation, InboxEvent, Message
 from integrations.kommo.sandbox import KommoSandbox
 from salesflow.settings import Settings
 from tests.chat_support import ChatSetup, lead_hook, replies_to, seed_chat, skip_until
+from tests.e2e.serving import served
 from tests.harness import RouteRecorder, Tenant
 from workflows.ids import conversation_id
 
 Sessions = async_sessionmaker[AsyncSession]
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @pytest.fixture
 async def served_api(app_client: httpx.AsyncClient, route_recorder: RouteRecorder) -> AsyncIterator[str]:
     """Our app (the same instance the other tests use) on a real loopback port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    server = _Server(uvicorn.Config(route_recorder, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    await task
+    async with served(route_recorder) as url:
+        yield url
 
 
 @pytest.fixture
