@@ -21,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from db.models import Enrollment, EnrollmentStatus, EnrollmentStepLog, Lead, MessageAuthor
+from db.models import (
+    Conversation,
+    ConversationStatus,
+    Enrollment,
+    EnrollmentStatus,
+    EnrollmentStepLog,
+    Lead,
+    MessageAuthor,
+)
 from integrations.kommo.sandbox import KommoSandbox, SandboxAccount
 from salesflow.settings import Settings
 from tests.chat_support import messages_of, seed_agent, skip_until
@@ -93,9 +101,11 @@ async def test_a_status_webhook_starts_a_sequence_on_time_and_the_leads_answer_s
     # The lead exists in our mirror only because the event re-fetched it from Kommo.
     async with sessions() as session:
         lead = await session.scalar(select(Lead).where(Lead.org_id == tenant.org_id, Lead.kommo_id == remote.id))
-        assert lead is not None and lead.status_kommo_id == negotiation
+        assert lead is not None
+        assert lead.status_kommo_id == negotiation
         enrollment = await session.scalar(select(Enrollment).where(Enrollment.lead_id == lead.id))
-        assert enrollment is not None and str(enrollment.sequence_id) == sequence["id"]
+        assert enrollment is not None
+        assert str(enrollment.sequence_id) == sequence["id"]
     assert _chat(kommo_sandbox, account, remote.id) == ["Hi Maria, thanks for looking at solar!"]
 
     async def nudge_sent() -> bool:
@@ -122,7 +132,8 @@ async def test_a_status_webhook_starts_a_sequence_on_time_and_the_leads_answer_s
     await skip_until(env, stopped_and_answered, step=timedelta(seconds=5))
     async with sessions() as session:
         row = await session.get(Enrollment, enrollment.id)
-    assert row is not None and row.exit_reason == "replied"
+    assert row is not None
+    assert row.exit_reason == "replied"
     reply = _chat(kommo_sandbox, account, remote.id)[2]
     assert "financing over 5, 10 or 15 years" in reply
 
@@ -141,3 +152,43 @@ async def _sent_at(sessions: Sessions, enrollment_id: uuid.UUID) -> dict[str, An
                                                                      EnrollmentStepLog.sent_at.is_not(None)))
         return {row.step_id: row.sent_at for row in rows}
 
+
+
+async def test_a_managers_crm_chat_message_hands_the_lead_over_and_a_bots_is_ignored(
+    api_url: str, own_temporal: WorkflowEnvironment, kommo_sandbox: KommoSandbox, sessions: Sessions,
+    settings: Settings, tenant: Tenant,
+) -> None:
+    account, connection = await connect_directly(sessions, settings, kommo_sandbox, tenant.org_id)
+    async with sessions() as session:
+        await seed_agent(session, tenant.org_id, channel_settings={"debounce_seconds": 5, "handoff_minutes": 30})
+        await session.commit()
+    remote = kommo_sandbox.add_lead(account, "Maria - solar roof")
+    webhook = f"{api_url}/api/crm/webhook?org={tenant.org_id}&secret={connection.webhook_secret}"
+    bot = kommo_sandbox.chat_message_event(account, remote.id, "Salesbot: we got your request", incoming=False)
+    bot["author"]["type"] = "bot"
+    manager = kommo_sandbox.chat_message_event(account, remote.id, "Hi Maria, Joao here, I'll take it from here",
+                                               incoming=False, author_name="Joao")
+    for event in (bot, manager):
+        assert (await kommo_sandbox.send_crm_webhook(webhook, account, [event])).status_code == 200
+
+    async def handed_over() -> bool:
+        async with sessions() as session:
+            conversation = await session.scalar(select(Conversation).where(Conversation.org_id == tenant.org_id))
+        return conversation is not None and conversation.status == ConversationStatus.handoff
+
+    await skip_until(own_temporal, handed_over, step=timedelta(seconds=5))
+    lead_says = kommo_sandbox.chat_message_event(account, remote.id, "Great, thanks Joao!", author_name="Maria")
+    assert (await kommo_sandbox.send_crm_webhook(webhook, account, [lead_says])).status_code == 200
+    await skip_until(own_temporal, lambda: _recorded(sessions, tenant.org_id, 2), step=timedelta(seconds=5))
+    await own_temporal.sleep(timedelta(minutes=10))
+
+    assert [(m.author, m.text) for m in await messages_of(sessions, tenant.org_id)
+            if m.author != MessageAuthor.system] == [
+        (MessageAuthor.manager, "Hi Maria, Joao here, I'll take it from here"),
+        (MessageAuthor.lead, "Great, thanks Joao!"),
+    ]
+    assert _chat(kommo_sandbox, account, remote.id) == []
+
+
+async def _recorded(sessions: Sessions, org_id: uuid.UUID, count: int) -> bool:
+    return len([m for m in await messages_of(sessions, org_id) if m.author != MessageAuthor.system]) >= count
