@@ -264,10 +264,19 @@ class KommoActivities:
         if lead is None:
             return LeadSnapshot(found=False, kommo_id=data.kommo_lead_id)
         async with self.sessions() as session:
-            lead_id = await CrmMirrorRepository(session, data.org_id).upsert_lead(lead_values(lead, contact))
+            mirror = CrmMirrorRepository(session, data.org_id)
+            before = await mirror.get_lead_by_kommo_id(lead.id, for_update=True)
+            # Kommo's update webhooks carry no diff: a tag is "added" when our mirror did not have it. A snapshot
+            # older than the mirror adds nothing (the upsert ignores it too). A retry after this commit sees no
+            # difference any more, so a crash in that instant loses the tag event; it never doubles it.
+            stale = before is not None and before.kommo_updated_at is not None and lead.updated_at is not None \
+                and lead.updated_at < before.kommo_updated_at
+            known = {t.casefold() for t in (before.tags if before is not None else [])}
+            added = [] if stale else [t for t in lead.tags if t.casefold() not in known]
+            lead_id = await mirror.upsert_lead(lead_values(lead, contact))
             await session.commit()
         return LeadSnapshot(found=True, lead_id=lead_id, kommo_id=lead.id, pipeline_id=lead.pipeline_id,
-                            status_id=lead.status_id, name=lead.name, tags=lead.tags,
+                            status_id=lead.status_id, name=lead.name, tags=lead.tags, added_tags=added,
                             kommo_updated_at=lead.updated_at)
 
     @activity.defn

@@ -150,6 +150,8 @@ class LeadSnapshot(BaseModel):
     status_id: int | None = None
     name: str = ""
     tags: list[str] = Field(default_factory=list)
+    # Tags the lead has now and our mirror did not have before this fetch.
+    added_tags: list[str] = Field(default_factory=list)
     kommo_updated_at: int | None = None
 
 

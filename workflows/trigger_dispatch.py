@@ -24,10 +24,10 @@ async def dispatch_triggers(
     if lead is not None and not lead.found:
         return f"lead {event.lead_kommo_id} no longer exists in Kommo; no trigger evaluated"
     outcomes: list[str] = []
-    for trigger_event in trigger_events_for(event):
+    for event_key, trigger_event in trigger_events_for(event, lead):
         result = await workflow.execute_activity_method(
             TriggerActivities.run_triggers,
-            TriggerRunInput(org_id=event.org_id, event_key=event.event_key, event=trigger_event,
+            TriggerRunInput(org_id=event.org_id, event_key=event_key, event=trigger_event,
                             signal_enrollments=signal_enrollments),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=TRIGGER_RETRY,

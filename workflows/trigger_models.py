@@ -6,12 +6,13 @@ runs the activity (see ``workflows/trigger_dispatch.py``).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.triggers import TriggerEventType
-from workflows.crm_models import CrmEventInput
+from workflows.crm_models import CrmEventInput, LeadSnapshot
 
 
 class _Model(BaseModel):
@@ -74,23 +75,35 @@ class TriggerRunResult(_Model):
         return f"signalled {self.signalled} enrolment(s); " + (f"fired {fired}" if fired else "no trigger matched")
 
 
-def trigger_events_for(event: CrmEventInput) -> list[TriggerEventInput]:
-    """The trigger events a Kommo CRM webhook event stands for (none for entities triggers ignore).
+def trigger_events_for(event: CrmEventInput, lead: LeadSnapshot | None = None) -> list[tuple[str, TriggerEventInput]]:
+    """The trigger events a Kommo CRM webhook event stands for, each with its own event key (none for entities
+    triggers ignore).
 
-    Only a chat message the lead wrote is ``incoming_message``; a manager's or a bot's is not.
-    Tag changes arrive as plain lead updates without a diff, so ``tag_added`` comes from elsewhere.
+    Only a chat message the lead wrote is ``incoming_message``; a manager's or a bot's is not. Kommo's lead
+    webhooks carry no tag diff: ``tag_added`` comes from the re-fetched lead (``lead.added_tags``).
     """
     if event.lead_kommo_id is None:
         return []
-    lead = event.lead_kommo_id
+    kommo_id, key = event.lead_kommo_id, event.event_key
+    events: list[tuple[str, TriggerEventInput]] = []
     if event.entity == "lead" and event.action == "add":
-        return [TriggerEventInput(type=TriggerEventType.lead_added, lead_kommo_id=lead,
-                                  pipeline_id=event.pipeline_id, status_id=event.status_id)]
-    if event.entity == "lead" and event.action == "status":
-        return [TriggerEventInput(type=TriggerEventType.status_changed, lead_kommo_id=lead,
-                                  pipeline_id=event.pipeline_id, status_id=event.status_id,
-                                  old_status_id=event.old_status_id)]
-    if event.entity == "message" and event.action == "add" and event.chat_author() == "lead":
-        return [TriggerEventInput(type=TriggerEventType.incoming_message, lead_kommo_id=lead, text=event.text,
-                                  channel="kommo_chat")]
-    return []
+        events.append((key, TriggerEventInput(type=TriggerEventType.lead_added, lead_kommo_id=kommo_id,
+                                              pipeline_id=event.pipeline_id, status_id=event.status_id)))
+    elif event.entity == "lead" and event.action == "status":
+        events.append((key, TriggerEventInput(type=TriggerEventType.status_changed, lead_kommo_id=kommo_id,
+                                              pipeline_id=event.pipeline_id, status_id=event.status_id,
+                                              old_status_id=event.old_status_id)))
+    elif event.entity == "message" and event.action == "add" and event.chat_author() == "lead":
+        events.append((key, TriggerEventInput(type=TriggerEventType.incoming_message, lead_kommo_id=kommo_id,
+                                              text=event.text, channel="kommo_chat")))
+    if event.entity == "lead" and lead is not None:
+        events += [(_tag_key(key, tag), TriggerEventInput(type=TriggerEventType.tag_added, lead_kommo_id=kommo_id,
+                                                          tag=tag))
+                   for tag in lead.added_tags]
+    return events
+
+
+def _tag_key(event_key: str, tag: str) -> str:
+    """One key per (event, tag): two tags added at once are two events for ``per_lead_limit``."""
+    digest = hashlib.sha256(tag.casefold().encode()).hexdigest()[:16]
+    return f"{event_key[:200]}:tag:{digest}"

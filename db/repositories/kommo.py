@@ -226,9 +226,10 @@ class CrmMirrorRepository:
         assert lead_id is not None
         return lead_id
 
-    async def get_lead_by_kommo_id(self, kommo_id: int) -> Lead | None:
-        """Our mirror of a Kommo lead."""
-        return await self.session.scalar(select(Lead).where(Lead.org_id == self.org_id, Lead.kommo_id == kommo_id))
+    async def get_lead_by_kommo_id(self, kommo_id: int, *, for_update: bool = False) -> Lead | None:
+        """Our mirror of a Kommo lead (locked for this transaction with ``for_update``)."""
+        stmt = select(Lead).where(Lead.org_id == self.org_id, Lead.kommo_id == kommo_id)
+        return await self.session.scalar(stmt.with_for_update() if for_update else stmt)
 
     async def list_pipelines(self, *, limit: int, cursor: str | None) -> Page[CrmPipeline]:
         """Synced pipelines (archived ones too; the flag says so), newest first."""

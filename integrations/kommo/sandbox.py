@@ -688,6 +688,15 @@ class KommoSandbox:
                 "pipeline_id": pipeline["id"], "old_status_id": old_status, "old_pipeline_id": old_pipeline,
                 "last_modified": lead["updated_at"]}
 
+    def tag_lead(self, account: SandboxAccount, lead_id: int, *tags: str) -> dict[str, Any]:
+        """Add tags to a lead as a user does; returns the ``leads[update]`` webhook event (Kommo sends no diff)."""
+        lead = account.leads[lead_id]
+        present = {t["name"].casefold() for t in lead["_embedded"]["tags"]}
+        lead["_embedded"]["tags"] += [self._tag(account, t) for t in tags if t.strip().casefold() not in present]
+        lead["updated_at"] = max(int(self.now()), int(lead["updated_at"]) + 1)
+        return {"entity": "lead", "action": "update", "id": lead_id, "status_id": lead["status_id"],
+                "pipeline_id": lead["pipeline_id"], "last_modified": lead["updated_at"]}
+
     def chat_message_event(
         self, account: SandboxAccount, lead_id: int, text: str, *, incoming: bool = True,
         author_name: str = "Client", message_id: str | None = None,

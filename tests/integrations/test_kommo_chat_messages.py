@@ -44,4 +44,4 @@ def test_a_chat_message_is_the_leads_a_managers_or_ignored(kind: str | None, aut
     assert data.chat_author() == author
     # Only the lead's own words are an incoming message for triggers.
     expected = [TriggerEventType.incoming_message] if author == "lead" else []
-    assert [e.type for e in trigger_events_for(data)] == expected
+    assert [e.type for _, e in trigger_events_for(data)] == expected

@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 
 from db.base import utcnow
+from db.models import Notification, Trigger
 from db.repositories.kommo import InboxRepository, InboxRow
 from integrations.kommo.sandbox import KommoSandbox
 from salesflow.settings import Settings
 from tests.harness import Tenant
 from tests.kommo_support import connect_directly, inbox_rows
+from tests.sequence_support import make_agent
 from workflows.crm_event import CrmEventWorkflow
 from workflows.crm_models import CrmEventInput, CrmEventResult
 from workflows.ids import TASK_QUEUE, crm_event_id
@@ -87,3 +90,30 @@ async def test_a_non_retryable_kommo_error_fails_the_run_and_is_recorded(
     assert row.outcome.startswith("failed:")
     assert "402" in row.outcome
     assert len(kommo_sandbox.requests_for(account)) == 1  # 402 is not retried
+
+
+async def test_a_tag_added_in_kommo_fires_its_trigger_once(
+    temporal_client: Client, worker: Worker, tenant: Tenant, kommo_sandbox: KommoSandbox, settings: Settings,
+    sessions: Sessions,
+) -> None:
+    account, _ = await connect_directly(sessions, settings, kommo_sandbox, tenant.org_id)
+    agent_id = await make_agent(sessions, tenant.org_id)
+    async with sessions() as session:
+        session.add(Trigger(org_id=tenant.org_id, agent_id=agent_id, name="Hot leads", event_type="tag_added",
+                            event={"type": "tag_added", "tag": "Hot"},
+                            actions=[{"type": "notify", "title": "{{ name }} is hot"}]))
+        await session.commit()
+    remote = kommo_sandbox.add_lead(account, "Warm deal", tags=["solar"])
+
+    first_seen = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, remote.id, "update"))
+    kommo_sandbox.tag_lead(account, remote.id, "hot")
+    tagged = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, remote.id, "update"))
+    unrelated = await _run(temporal_client, await _stored_event(sessions, tenant.org_id, remote.id, "update"))
+
+    assert "fired" not in first_seen.outcome  # "solar" was there when we first saw the lead: no "hot" yet
+    assert "notify notified" in tagged.outcome
+    assert unrelated.outcome == "no trigger applies to this event"
+    async with sessions() as session:
+        titles = (await session.scalars(select(Notification.title)
+                                        .where(Notification.org_id == tenant.org_id))).all()
+    assert titles == ["Warm deal is hot"]
