@@ -84,6 +84,8 @@ BRAIN_TIMEOUT = timedelta(minutes=2)
 # instead of failing a days-long enrolment; 4xx-like failures are raised non-retryable by the activity.
 SIDE_EFFECT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
 HISTORY_LIMIT = 100
+# Runs recorded before it replay with a cancel update that waited for the run to finish.
+CANCEL_ANSWERS_AT_ONCE = "cancel-answers-at-once"
 CARRIED_HISTORY = 30
 
 
@@ -530,9 +532,12 @@ class SequenceEnrollmentWorkflow:
 
     @workflow.update
     async def cancel(self, request: CancelRequest) -> EnrollmentState:
-        """Stop the enrolment for good; returns once it has finished and recorded so."""
+        """Stop the enrolment for good. Answers at once: a waiting run records the end in the same workflow
+        task, and one busy in a send (Kommo may be retried for hours) ends as soon as the send does."""
         self._request_stop(request.reason, "cancelled")
-        await workflow.wait_condition(lambda: self._finished)
+        if not workflow.patched(CANCEL_ANSWERS_AT_ONCE):
+            # Runs started before the patch waited for the end, however long an in-flight send took.
+            await workflow.wait_condition(lambda: self._finished)
         return self.state()
 
     @cancel.validator

@@ -487,7 +487,8 @@ class EnrollmentService(_AgentScoped):
         return await self.detail(enrollment, state)
 
     async def cancel(self, agent_id: uuid.UUID, sequence_id: uuid.UUID, enrollment_id: uuid.UUID) -> EnrollmentDetail:
-        """Stop an enrolment for good; returns once its run has recorded the cancellation."""
+        """Stop an enrolment for good. A waiting run has recorded it when this returns; one in the middle of a
+        send ends right after that send (the state's ``exit_reason`` already says ``manual``)."""
         enrollment = await self._enrollment(agent_id, sequence_id, enrollment_id)
         if enrollment.status not in LIVE_ENROLLMENT_STATUSES:
             raise Conflict(f"The enrolment already ended ({enrollment.status.value}).")

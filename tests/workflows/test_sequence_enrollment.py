@@ -68,6 +68,7 @@ from workflows.bulk_enrollment import BulkEnrollmentWorkflow
 from workflows.crm_models import CrmEventInput
 from workflows.sequence_enrollment import SequenceEnrollmentWorkflow
 from workflows.sequence_models import (
+    CancelRequest,
     CrmStageChanged,
     EnrollmentState,
     LeadReplied,
@@ -544,6 +545,33 @@ async def test_a_send_whose_answer_was_lost_is_retried_without_a_second_message(
         text="Exactly once"))
     assert result.status == "already_sent"
     assert len([m for m in stack.sandbox.sent_messages if m.conversation_id == f"lead-{lead.kommo_id}"]) == 2
+
+
+async def test_a_cancel_during_a_send_kommo_keeps_failing_answers_at_once_and_the_run_ends_after_it(
+    stack: Stack, tenant: Tenant
+) -> None:
+    org = await make_org(stack, tenant)
+    sequence_id = await make_sequence(stack.sessions, org.id, org.agent_id, TWO_SENDS)
+    lead = await make_lead(stack.sessions, org.id, stack.sandbox, org.account)
+    marker = f'"conversation_id":"lead-{lead.kommo_id}"'.encode()
+    for _ in range(3):  # three attempts of the send lose their answers (retried after 1 s, 2 s, 4 s)
+        stack.flaky.drop_once(lambda request: marker in request.content)
+    dropped = stack.flaky.dropped
+    [(enrollment_id, handle)] = await start(stack, org, sequence_id, lead)
+
+    async def send_in_trouble() -> bool:
+        return stack.flaky.dropped > dropped
+
+    await until(send_in_trouble)
+    answered = await asyncio.wait_for(handle.execute_update(SequenceEnrollmentWorkflow.cancel, CancelRequest()), 5)
+
+    # The send is still being retried: the cancel is recorded in the state, the run is not over yet.
+    assert (answered.status, answered.exit_reason, answered.current_step) == ("active", "manual", "first")
+    state = await finish(stack, handle)
+    assert (state.status, state.exit_reason) == ("cancelled", "manual")
+    assert [m.text for m in messages_to(stack, lead)] == ["Hello Ann"]  # the one in flight, never the next
+    row = await enrollment_row(stack.sessions, enrollment_id)
+    assert (row.status, row.exit_reason) == (EnrollmentStatus.cancelled, "manual")
 
 
 # ---- bulk fan-out ------------------------------------------------------------------------------------------
