@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -18,12 +21,14 @@ from db.models import (
     MessageDirection,
     MessageStatus,
 )
+from db.repositories.content import NotificationRepository
 from db.repositories.conversations import (
     ConversationRepository,
     LeadLookup,
     MessageRepository,
     live_enrollment_workflow_ids,
 )
+from db.repositories.sequences import SequenceContextRepository
 from integrations.kommo.errors import KommoError
 from integrations.kommo.models import ChatParticipant
 from salesflow.conversations import ChatNotConfigured, KommoClients, conversation_policy, deliver_incoming_message
@@ -34,6 +39,7 @@ from workflows.conversation_models import (
     HandoffInput,
     LeadRepliedInput,
     OpenConversationInput,
+    OptOutInput,
     RecordInboundInput,
     RecordReplyInput,
     RouteMessageInput,
@@ -41,7 +47,7 @@ from workflows.conversation_models import (
     SaveStateInput,
     SendReplyInput,
 )
-from workflows.sequence_models import LeadReplied
+from workflows.sequence_models import LeadOptedOut, LeadReplied
 
 
 class ConversationActivities:
@@ -109,9 +115,30 @@ class ConversationActivities:
                     changes["external_client_id"] = message.chat_client_id
                     if message.author_name:
                         changes["external_client_name"] = message.author_name[:255]
-            await repo.update(data.conversation_id, last_message_at=utcnow(), **changes)
+            now = utcnow()
+            await repo.update(data.conversation_id, last_message_at=now, **changes)
+            await self._note_lead_reply(session, data, now)
             await session.commit()
         return created
+
+    async def _note_lead_reply(self, session: AsyncSession, data: RecordInboundInput, now: datetime) -> None:
+        # The trigger clock compares this with last_contacted_at to tell an unanswered message. The
+        # message's own time is used, not its arrival: a reply written before our message but delivered
+        # after it did not answer it. Never backwards, so a late redelivery cannot reopen a silence.
+        written_at = [
+            # A clock ahead of ours must not date a reply in the future (it would hide later silences).
+            min(m.sent_at, now) if m.sent_at is not None and m.sent_at.tzinfo is not None else now
+            for m in data.messages if m.author == "lead"
+        ]
+        if not written_at:
+            return
+        latest = max(written_at)
+        conversation = await ConversationRepository(session, data.org_id).get(data.conversation_id)
+        if conversation is None or conversation.lead_id is None:
+            return
+        lead = await SequenceContextRepository(session, data.org_id).lead(conversation.lead_id, for_update=True)
+        if lead is not None and (lead.last_replied_at is None or lead.last_replied_at < latest):
+            lead.last_replied_at = latest
 
     @activity.defn
     async def record_reply(self, data: RecordReplyInput) -> str:
@@ -170,8 +197,14 @@ class ConversationActivities:
                     raise to_application_error(exc) from exc
             else:
                 meta["undelivered"] = "no chat to deliver to"
-            await messages.set_status(message.id, status, text=text, meta=meta,
-                                      sent_at=utcnow() if status == MessageStatus.sent else None)
+            sent_at = utcnow() if status == MessageStatus.sent else None
+            await messages.set_status(message.id, status, text=text, meta=meta, sent_at=sent_at)
+            if sent_at is not None and conversation.lead_id is not None:
+                # Our chat answer is contact too: cooldowns and "no reply for N hours" count from it.
+                lead = await SequenceContextRepository(session, data.org_id).lead(conversation.lead_id,
+                                                                                   for_update=True)
+                if lead is not None and (lead.last_contacted_at is None or lead.last_contacted_at < sent_at):
+                    lead.last_contacted_at = sent_at
             await session.commit()
         return status.value
 
@@ -220,12 +253,44 @@ class ConversationActivities:
 
     @activity.defn
     async def signal_lead_replied(self, data: LeadRepliedInput) -> int:
-        """Signal ``lead_replied`` to the lead's active sequence enrolments; returns how many were signalled.
+        """Signal ``lead_replied`` to the lead's active sequence enrolments; returns how many were signalled."""
+        return await self._signal_enrollments(
+            data.org_id, data.lead_id, "lead_replied",
+            LeadReplied(text=data.text[:4096], message_id=data.message_id[:255]),
+        )
 
-        Reads the live enrolments from the enrolments table (pending, active, paused).
+    @activity.defn
+    async def opt_out_lead(self, data: OptOutInput) -> int:
+        """The lead asked us to stop: mark it opted out, note it in the chat, tell the org and stop its sequences.
+
+        Returns how many enrolments were told. Every write is keyed by the message, so a retry adds nothing.
         """
         async with self.sessions() as session:
-            ids = await live_enrollment_workflow_ids(session, data.org_id, data.lead_id)
+            lead = await SequenceContextRepository(session, data.org_id).lead(data.lead_id, for_update=True)
+            if lead is None:
+                return 0
+            lead.opted_out = True
+            conversation = await ConversationRepository(session, data.org_id).get(data.conversation_id)
+            if conversation is not None:
+                await MessageRepository(session, data.org_id).add_once(
+                    conversation.id, direction=MessageDirection.outbound, author=MessageAuthor.system,
+                    channel=conversation.channel, status=MessageStatus.recorded,
+                    text=f'The lead opted out ("{data.phrase}"): sequences stopped, no further outreach.',
+                    external_id=f"opt-out:{data.message_id}"[:255], meta={"event": "opt_out", "phrase": data.phrase},
+                )
+            await NotificationRepository(session, data.org_id).create_once(
+                kind="opt_out", title=f"{lead.contact_name or lead.name or 'A lead'} opted out"[:300],
+                body=f'They wrote "{data.phrase}". Their sequences are stopped and they will not be contacted again.',
+                user_id=None, dedupe_key=f"opt-out:{data.lead_id}:{data.message_id}"[:255],
+            )
+            await session.commit()
+        return await self._signal_enrollments(data.org_id, data.lead_id, "lead_opted_out",
+                                              LeadOptedOut(reason=f"the lead wrote {data.phrase!r}"))
+
+    async def _signal_enrollments(self, org_id: uuid.UUID, lead_id: uuid.UUID, signal: str, payload: object) -> int:
+        """Signal the lead's live enrolments (read from the enrolments table); returns how many were reached."""
+        async with self.sessions() as session:
+            ids = await live_enrollment_workflow_ids(session, org_id, lead_id)
         if not ids:
             return 0
         if self.temporal is None:
@@ -233,10 +298,8 @@ class ConversationActivities:
         signalled = 0
         for workflow_id in ids:
             try:
-                await self.temporal.get_workflow_handle(workflow_id).signal(
-                    "lead_replied",  # SequenceEnrollmentWorkflow.lead_replied (by name: no import cycle)
-                    LeadReplied(text=data.text[:4096], message_id=data.message_id[:255]),
-                )
+                # By name (SequenceEnrollmentWorkflow's signals): importing the workflow here would be a cycle.
+                await self.temporal.get_workflow_handle(workflow_id).signal(signal, payload)
                 signalled += 1
             except RPCError as exc:
                 # A run that ended after the row was read (or never started) has nobody to tell.

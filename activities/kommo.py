@@ -28,6 +28,7 @@ from integrations.kommo.models import Contact, Lead, LeadsPage
 from salesflow.crm_schedule import delete_crm_sync_schedule, schedules_unsupported, upsert_crm_sync_schedule
 from salesflow.kommo import KommoAccess, KommoNotConnected
 from salesflow.settings import Settings
+from salesflow.trigger_schedule import delete_trigger_clock_schedule, upsert_trigger_clock_schedule
 from workflows.crm_models import (
     AddNoteInput,
     AddTagInput,
@@ -134,14 +135,17 @@ class KommoActivities:
 
     @activity.defn
     async def reconcile_sync_schedule(self, data: OrgInput) -> str:
-        """Create/update the org's periodic sync schedule while connected, delete it otherwise."""
+        """Create/update the org's periodic sync and trigger clock schedules while connected, delete them otherwise."""
         async with self.sessions() as session:
             connection = await KommoConnectionRepository(session, data.org_id).get()
         client = activity.client()
         try:
             if connection is not None and connection.status == ConnectionStatus.connected:
-                return await upsert_crm_sync_schedule(client, self.settings, data.org_id)
+                schedule_id = await upsert_crm_sync_schedule(client, self.settings, data.org_id)
+                await upsert_trigger_clock_schedule(client, self.settings, data.org_id)
+                return schedule_id
             await delete_crm_sync_schedule(client, data.org_id)
+            await delete_trigger_clock_schedule(client, data.org_id)
             return "deleted"
         except Exception as exc:
             if schedules_unsupported(exc):

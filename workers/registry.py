@@ -18,6 +18,7 @@ from activities.kommo import KommoActivities
 from activities.notify import NotifyActivities
 from activities.sequences import SequenceActivities
 from activities.store import StoreActivities
+from activities.trigger_clock import TriggerClockActivities
 from activities.triggers import TriggerActivities
 from integrations.crypto import SecretBox
 from salesflow.brain import Brain, provider_from_settings
@@ -31,9 +32,11 @@ from workflows.email_delivery import EmailDeliveryWorkflow
 from workflows.ids import TASK_QUEUE
 from workflows.onboarding import OnboardingWorkflow
 from workflows.sequence_enrollment import SequenceEnrollmentWorkflow
+from workflows.trigger_clock import TriggerClockWorkflow
 
 WORKFLOWS: Sequence[type] = (OnboardingWorkflow, CrmSyncWorkflow, CrmEventWorkflow, EmailDeliveryWorkflow,
-                             LeadConversationWorkflow, SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow)
+                             LeadConversationWorkflow, SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow,
+                             TriggerClockWorkflow)
 
 
 def build_activities(
@@ -58,6 +61,7 @@ def build_activities(
     conversations = ConversationActivities(sessions, settings, kommo_clients, temporal)
     sequences = SequenceActivities(sessions, settings, kommo_clients)
     triggers = TriggerActivities(sessions, settings, kommo_clients)
+    trigger_clock = TriggerClockActivities(sessions, settings, triggers)
     enrollments = EnrollmentActivities(sessions, settings)
     brain = BrainActivities(sessions, settings, Brain(provider_from_settings(settings, http)), kommo_clients, http)
     return [
@@ -88,12 +92,15 @@ def build_activities(
         conversations.record_handoff,
         conversations.save_state,
         conversations.signal_lead_replied,
+        conversations.opt_out_lead,
         conversations.route_incoming_message,
         brain.generate_reply,
         brain.apply_crm_updates,
         brain.compose_follow_up,
         *sequences.all(),
         triggers.run_triggers,
+        trigger_clock.plan,
+        trigger_clock.fire_due,
         enrollments.run_batch,
     ]
 

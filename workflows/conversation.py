@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.conversations import ConversationActivities
     from activities.notify import NotifyActivities, NotifyInput
     from domain.brain.summary import summarize, transcript_line
+    from domain.opt_out import opt_out_phrase
     from workflows.conversation_models import (
         CarriedState,
         ConversationContext,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         IncomingMessage,
         LeadRepliedInput,
         OpenConversationInput,
+        OptOutInput,
         RecordInboundInput,
         RecordReplyInput,
         ReplyInput,
@@ -55,6 +57,8 @@ BRAIN_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(minutes
 # A burst is answered at the latest this many debounce windows after its first message.
 MAX_DEBOUNCE_WINDOWS = 4
 SEEN_IDS = 500
+# Runs recorded before opt-out detection replay without it.
+OPT_OUT_PATCH = "lead-opt-out"
 
 
 def reply_msgid(message_ids: list[str]) -> str:
@@ -227,9 +231,10 @@ class LeadConversationWorkflow:
         self._summary = summarize(
             self._summary, [transcript_line(m.author, m.text) for m in batch], self._fields, self._stage
         )
+        opted_out = await self._opt_out(data, lead_messages)
         if any(m.author == "manager" for m in batch):
             await self._start_handoff(data, "a manager replied in the chat", notify=not self._in_handoff())
-        elif lead_messages and not self._in_handoff():
+        elif lead_messages and not self._in_handoff() and not opted_out:
             self._to_answer.extend(lead_messages)
         if lead_messages:
             last = lead_messages[-1]
@@ -242,6 +247,26 @@ class LeadConversationWorkflow:
                 )
             except ActivityError:
                 workflow.logger.warning("could not signal the lead's sequence enrolments")
+
+    async def _opt_out(self, data: ConversationInput, lead_messages: list[IncomingMessage]) -> bool:
+        """A lead asking us to stop gets no sales answer, and its sequences stop; True when that happened.
+
+        Later messages from the lead are answered again (the lead started that exchange), but no sequence
+        writes to it: the lead stays opted out until a person clears it.
+        """
+        asking = next(((m, p) for m in lead_messages if (p := opt_out_phrase(m.text)) is not None), None)
+        if asking is None or not workflow.patched(OPT_OUT_PATCH):
+            return False
+        assert self._ctx is not None
+        message, phrase = asking
+        await workflow.execute_activity_method(
+            ConversationActivities.opt_out_lead,
+            OptOutInput(org_id=data.org_id, lead_id=data.lead_id, conversation_id=self._ctx.conversation_id,
+                        message_id=message.message_id, phrase=phrase),
+            start_to_close_timeout=DB,
+        )
+        self._to_answer = []
+        return True
 
     async def _debounce(self, data: ConversationInput) -> bool:
         """Wait for a quiet window after the latest lead message; False if the lead was handed over meanwhile."""

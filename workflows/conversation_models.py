@@ -253,6 +253,16 @@ class LeadRepliedInput(BaseModel):
     replied_at: datetime
 
 
+class OptOutInput(BaseModel):
+    """The lead asked us to stop writing (``phrase`` in message ``message_id``): mark it, stop its sequences."""
+
+    org_id: uuid.UUID
+    lead_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: str
+    phrase: str = Field(max_length=100)
+
+
 class RouteMessageInput(BaseModel):
     """From the CRM webhook path: deliver a ``message[add]`` to the lead's conversation (signal-with-start)."""
 

@@ -34,6 +34,11 @@ def crm_event_id(org_id: uuid.UUID, event_key: str) -> str:
     return f"crm-event/{org_id}/{event_key}"
 
 
+def trigger_clock_id(org_id: uuid.UUID) -> str:
+    """The organisation's hourly trigger clock (its schedule appends each tick's time)."""
+    return f"trigger-clock/{org_id}"
+
+
 def sequence_enrollment_id(org_id: uuid.UUID, sequence_id: uuid.UUID, lead_id: uuid.UUID) -> str:
     """One live enrolment of a lead in a sequence."""
     return f"sequence/{org_id}/{sequence_id}/{lead_id}"

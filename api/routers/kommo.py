@@ -49,6 +49,7 @@ from integrations.crypto import SecretBox
 from salesflow.crm_schedule import delete_crm_sync_schedule, schedules_unsupported
 from salesflow.kommo import KommoAccess
 from salesflow.settings import Settings
+from salesflow.trigger_schedule import delete_trigger_clock_schedule
 
 
 @asynccontextmanager
@@ -191,8 +192,9 @@ async def update_crm_kommo(
         await session.commit()
         try:
             await delete_crm_sync_schedule(temporal, principal.org_id)
+            await delete_trigger_clock_schedule(temporal, principal.org_id)
         except Exception as exc:
-            # The next scheduled run finds the connection disconnected and deletes the schedule itself.
+            # The next scheduled runs find the connection disconnected and delete their schedules themselves.
             if not schedules_unsupported(exc):
                 raise
     return CrmKommoActionResult(connection=service.crm_read(connection), authorize_url=authorize_url)

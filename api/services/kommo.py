@@ -37,6 +37,7 @@ from salesflow.crm_schedule import schedules_unsupported, upsert_crm_sync_schedu
 from salesflow.kommo import KommoAccess, KommoNotConnected, parse_account_domain
 from salesflow.settings import Settings
 from salesflow.temporal import run_search_attributes
+from salesflow.trigger_schedule import upsert_trigger_clock_schedule
 from workflows.crm_models import CrmSyncInput
 from workflows.crm_sync import CrmSyncWorkflow
 from workflows.ids import TASK_QUEUE, crm_sync_id, onboarding_id
@@ -122,12 +123,14 @@ async def signal_onboarding(client: Client, org_id: uuid.UUID, step: OnboardingS
 
 
 async def ensure_schedule(client: Client, settings: Settings, org_id: uuid.UUID) -> str | None:
-    """Create/update the periodic sync schedule; None when it could not be done now.
+    """Create/update the periodic sync (and trigger clock) schedules; None when it could not be done now.
 
     Not fatal: every sync run reconciles the schedule again, so a failure here heals itself.
     """
     try:
-        return await upsert_crm_sync_schedule(client, settings, org_id)
+        schedule_id = await upsert_crm_sync_schedule(client, settings, org_id)
+        await upsert_trigger_clock_schedule(client, settings, org_id)
+        return schedule_id
     except Exception as exc:
         if not schedules_unsupported(exc):
             log.warning("crm sync schedule not created", org_id=str(org_id), error=str(exc))

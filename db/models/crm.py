@@ -126,6 +126,8 @@ class Lead(RecordMixin, TenantMixin, Base):
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     kommo_updated_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     last_contacted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the lead last wrote to us; with last_contacted_at it tells whether our last message is unanswered.
+    last_replied_at: Mapped[datetime | None] = mapped_column(default=None)
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), default=None)
 
 

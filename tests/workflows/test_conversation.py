@@ -16,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from db.models import InboxEvent, MessageAuthor, MessageStatus, Notification
+from db.models import EnrollmentStatus, InboxEvent, Lead, MessageAuthor, MessageStatus, Notification
 from integrations.kommo.sandbox import KommoSandbox
 from salesflow.conversations import deliver_incoming_message
 from salesflow.settings import Settings
@@ -33,6 +33,7 @@ from tests.chat_support import (
     skip_until,
 )
 from tests.harness import Tenant
+from tests.sequence_support import enroll, enrollment_row, make_sequence
 from workflows.conversation import LeadConversationWorkflow
 from workflows.conversation_models import ConversationInput, IncomingMessage
 from workflows.ids import TASK_QUEUE, conversation_id
@@ -85,6 +86,14 @@ async def test_a_burst_of_three_messages_gets_one_reply(
     agent_rows = [m for m in rows if m.author == MessageAuthor.agent]
     assert len(agent_rows) == 1
     assert agent_rows[0].status == MessageStatus.sent
+    async with sessions() as session:
+        lead = await session.get(Lead, chat.lead_id)
+    # Our answer is the lead's last contact (cooldowns and no-reply triggers count from it); its three messages
+    # all came before it.
+    assert lead is not None
+    assert lead.last_contacted_at == agent_rows[0].sent_at
+    assert lead.last_replied_at is not None
+    assert lead.last_replied_at <= lead.last_contacted_at
 
 
 async def test_a_manager_message_pauses_the_agent_until_the_window_ends(
@@ -129,6 +138,42 @@ async def test_a_manager_message_pauses_the_agent_until_the_window_ends(
     system_notes = [m.text for m in await messages_of(sessions, chat.org_id) if m.author == MessageAuthor.system]
     assert system_notes[0].startswith("Handed off to a person until")
     assert system_notes[1] == "Agent resumed: the handoff window ended"
+
+
+async def test_a_lead_who_asks_us_to_stop_is_opted_out_its_sequence_stops_and_no_pitch_follows(
+    client: httpx.AsyncClient, settings: Settings, kommo_sandbox: KommoSandbox, chat: ChatSetup,
+    workflow_env: WorkflowEnvironment, temporal_client: Client, sessions: Sessions,
+) -> None:
+    sequence_id = await make_sequence(sessions, chat.org_id, chat.agent_id, [
+        {"type": "wait", "id": "later", "duration": "P3D", "next": "pitch"},
+        {"type": "send_message", "id": "pitch", "text": "Our summer offer ends soon!"},
+    ])
+    async with sessions() as session:
+        lead = await session.get(Lead, chat.lead_id)
+    assert lead is not None
+    [outcome] = await enroll(sessions, temporal_client, settings, chat.org_id, sequence_id, [lead], TASK_QUEUE)
+    enrollment_id = outcome.enrollment_id
+    assert enrollment_id is not None
+
+    r = await post_hook(client, settings, chat, lead_hook(kommo_sandbox, chat, "Please unsubscribe me."))
+    assert r.json()["status"] == "accepted"
+
+    async def enrolment_ended() -> bool:
+        return (await enrollment_row(sessions, enrollment_id)).status != EnrollmentStatus.active
+
+    await skip_until(workflow_env, enrolment_ended, step=SECOND)
+    row = await enrollment_row(sessions, enrollment_id)
+    assert (row.status, row.exit_reason) == (EnrollmentStatus.exited, "opted_out")
+    await workflow_env.sleep(timedelta(seconds=10))  # past the debounce window: an answer would have gone out
+    assert replies_to(kommo_sandbox, chat) == []
+    async with sessions() as session:
+        lead = await session.get(Lead, chat.lead_id, populate_existing=True)
+        notes = (await session.scalars(select(Notification).where(Notification.org_id == chat.org_id))).all()
+    assert lead is not None
+    assert lead.opted_out
+    assert [(n.kind, n.title) for n in notes] == [("opt_out", "Maria - solar opted out")]
+    system_notes = [m.text for m in await messages_of(sessions, chat.org_id) if m.author == MessageAuthor.system]
+    assert system_notes == ['The lead opted out ("unsubscribe"): sequences stopped, no further outreach.']
 
 
 async def test_a_lead_asking_for_a_human_is_handed_off_with_the_reason_recorded(
