@@ -386,6 +386,7 @@ async def test_an_ai_follow_up_sends_what_the_brain_writes_and_falls_back_when_n
     ann_logs = await step_logs(stack.sessions, ann_enrolment)
     assert [(log.step_id, log.outcome) for log in ann_logs if log.kind == "ai_follow_up"] == [
         ("nudge", "no_agent"), ("again", "sent")]
+    await record(maria_run, "ai_follow_up")
 
 
 # ---- caps ---------------------------------------------------------------------------------------------
@@ -572,6 +573,7 @@ async def test_a_cancel_during_a_send_kommo_keeps_failing_answers_at_once_and_th
     assert [m.text for m in messages_to(stack, lead)] == ["Hello Ann"]  # the one in flight, never the next
     row = await enrollment_row(stack.sessions, enrollment_id)
     assert (row.status, row.exit_reason) == (EnrollmentStatus.cancelled, "manual")
+    await record(handle, "cancel_during_send")
 
 
 # ---- bulk fan-out ------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ HISTORIES = Path(__file__).parent / "histories"
     "pause_resume_skip",  # pause/resume updates moving a timer, a refused and an accepted skip
     "bulk_start",  # the fan-out's batches and its continue-as-new
     "continue_as_new_first_run",  # an enrolment handing its state to the next run
+    "ai_follow_up",  # brain-written sends, the second attempt phrased differently
+    "cancel_during_send",  # a cancel answered while a send was being retried (patch cancel-answers-at-once)
 ])
 async def test_recorded_enrolment_histories_replay_on_todays_code(name: str) -> None:
     history = WorkflowHistory.from_json(f"recorded/{name}", json.loads((HISTORIES / f"{name}.json").read_text()))
