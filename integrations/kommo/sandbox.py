@@ -12,7 +12,8 @@ What it honours (see DESIGN.md "Kommo facts"): OAuth codes live 20 min and are s
 refresh tokens are single use and every refresh rotates the pair; access tokens expire (24 h by
 default); HAL JSON with ``_embedded``/``_links``/``_page``; ``limit`` <= 250; an empty list is 204
 with no body; problem+json errors; 7 requests/s per account (429), then 403 for an abusive
-account; 402 for an unpaid one; amojo signature checks.
+account; 402 for an unpaid one; amojo signature checks; CRM webhooks retried at +5, +15, +15 and +60 min
+and switched off after 100 failures in two hours; chat hooks sent once.
 
 Routing: every account shares the sandbox's one base URL. The account of an API v4 request is
 the one its bearer token was issued for (the ``Host`` header is ignored), an amojo request's is
@@ -127,12 +128,32 @@ class SandboxChatMessage:
 
 @dataclass
 class SandboxWebhookDelivery:
-    """A webhook the sandbox sent to us, with the answer it got."""
+    """A webhook the sandbox sent to us, with the answer it got (None: no answer within the timeout)."""
 
     url: str
     kind: str
     body: bytes
     status: int | None
+    attempt: int = 1
+
+
+@dataclass
+class _Redelivery:
+    url: str
+    body: bytes
+    attempt: int
+    due: float
+
+
+# Kommo retries a CRM webhook that got no 2xx within 2 s this long after the previous attempt, then gives
+# up on the event; a hook failing 100 times within two hours is switched off.
+CRM_WEBHOOK_RETRY_DELAYS = (5 * 60.0, 15 * 60.0, 15 * 60.0, 60 * 60.0)
+CRM_WEBHOOK_OFF_AFTER = 100
+CRM_WEBHOOK_OFF_WINDOW = 2 * 3600.0
+
+
+class WebhookSwitchedOff(Exception):
+    """Kommo no longer calls this CRM webhook URL: it failed too often (the account must re-enable it)."""
 
 
 @dataclass
@@ -322,6 +343,9 @@ class KommoSandbox:
         self.requests: list[SandboxRequest] = []
         self.sent_messages: list[SandboxChatMessage] = []
         self.webhook_deliveries: list[SandboxWebhookDelivery] = []
+        self.switched_off_webhooks: set[str] = set()
+        self._redeliveries: list[_Redelivery] = []
+        self._webhook_failures: dict[str, deque[float]] = {}
         self._ids = itertools.count(1_000_001)
         self._access: dict[str, _Grant] = {}
         self._refresh: dict[str, _Grant] = {}
@@ -786,11 +810,56 @@ class KommoSandbox:
         *,
         response_timeout: float = 2.0,
     ) -> httpx.Response:
-        """POST a form-encoded CRM webhook to ``url`` (Kommo waits 2 s; it does not sign it)."""
+        """POST a form-encoded CRM webhook to ``url`` (Kommo waits 2 s; it does not sign it).
+
+        A failed delivery (no 2xx in time) is retried by :meth:`redeliver_crm_webhooks` on Kommo's schedule;
+        a transport error is raised after being recorded. A switched-off URL raises ``WebhookSwitchedOff``.
+        """
         body = encode_crm_webhook(account.id, account.subdomain, events).encode()
-        return await self._deliver(
-            url, "crm", body, {"Content-Type": "application/x-www-form-urlencoded"}, response_timeout
-        )
+        return await self._deliver_crm(url, body, 1, response_timeout)
+
+    async def redeliver_crm_webhooks(self, *, response_timeout: float = 2.0) -> list[SandboxWebhookDelivery]:
+        """Retry every failed CRM webhook whose time has come (sandbox time: use ``advance``); returns them."""
+        due = [r for r in self._redeliveries if r.due <= self.now()]
+        self._redeliveries = [r for r in self._redeliveries if r.due > self.now()]
+        made: list[SandboxWebhookDelivery] = []
+        for redelivery in due:
+            if redelivery.url in self.switched_off_webhooks:
+                continue
+            with contextlib.suppress(httpx.HTTPError):
+                await self._deliver_crm(redelivery.url, redelivery.body, redelivery.attempt, response_timeout)
+            made.append(self.webhook_deliveries[-1])
+        return made
+
+    def pending_crm_redeliveries(self) -> list[tuple[str, int, float]]:
+        """``(url, attempt, due)`` of every scheduled retry, soonest first."""
+        return sorted(((r.url, r.attempt, r.due) for r in self._redeliveries), key=lambda r: r[2])
+
+    async def _deliver_crm(self, url: str, body: bytes, attempt: int, response_timeout: float) -> httpx.Response:
+        if url in self.switched_off_webhooks:
+            raise WebhookSwitchedOff(url)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        try:
+            response = await self._deliver(url, "crm", body, headers, response_timeout, attempt=attempt)
+        except httpx.HTTPError:
+            self._crm_failed(url, body, attempt)
+            raise
+        if not 200 <= response.status_code < 300:
+            self._crm_failed(url, body, attempt)
+        return response
+
+    def _crm_failed(self, url: str, body: bytes, attempt: int) -> None:
+        now = self.now()
+        failures = self._webhook_failures.setdefault(url, deque())
+        failures.append(now)
+        while failures and failures[0] <= now - CRM_WEBHOOK_OFF_WINDOW:
+            failures.popleft()
+        if len(failures) >= CRM_WEBHOOK_OFF_AFTER:
+            self.switched_off_webhooks.add(url)
+            self._redeliveries = [r for r in self._redeliveries if r.url != url]
+            return
+        if attempt <= len(CRM_WEBHOOK_RETRY_DELAYS):
+            self._redeliveries.append(_Redelivery(url, body, attempt + 1, now + CRM_WEBHOOK_RETRY_DELAYS[attempt - 1]))
 
     async def send_chat_hook(
         self, url: str, account: SandboxAccount, payload: Mapping[str, Any], *, response_timeout: float = 2.0
@@ -804,9 +873,10 @@ class KommoSandbox:
         return await self._deliver(url, "chat", body, headers, response_timeout)
 
     async def _deliver(
-        self, url: str, kind: str, body: bytes, headers: Mapping[str, str], response_timeout: float
+        self, url: str, kind: str, body: bytes, headers: Mapping[str, str], response_timeout: float, *,
+        attempt: int = 1,
     ) -> httpx.Response:
-        delivery = SandboxWebhookDelivery(url=url, kind=kind, body=body, status=None)
+        delivery = SandboxWebhookDelivery(url=url, kind=kind, body=body, status=None, attempt=attempt)
         self.webhook_deliveries.append(delivery)
         response = await self._outbound_client().post(
             url, content=body, headers=dict(headers), timeout=response_timeout

@@ -27,7 +27,7 @@ from integrations.kommo.errors import (
     KommoUnauthorized,
 )
 from integrations.kommo.models import ChatParticipant
-from integrations.kommo.sandbox import KommoSandbox, SandboxAccount
+from integrations.kommo.sandbox import KommoSandbox, SandboxAccount, WebhookSwitchedOff
 from integrations.kommo.signing import verify_body_signature
 from integrations.kommo.webhooks import parse_crm_webhook
 
@@ -425,3 +425,48 @@ async def test_sandbox_sends_crm_webhook_and_signed_chat_hook(
     async with AmojoClient(kommo.base_url, acme.channel_id, acme.channel_secret) as amojo:
         assert amojo.verify_hook(body, headers["x-signature"])
     assert [d.status for d in kommo.webhook_deliveries[-2:]] == [200, 200]
+
+
+async def test_a_failed_crm_webhook_is_retried_on_kommos_schedule_and_a_failing_url_is_switched_off() -> None:
+    answers = [503, 500]  # then 200
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook() -> PlainTextResponse:
+        return PlainTextResponse("", status_code=answers.pop(0) if answers else 200)
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    # Its own sandbox: the test moves the clock by hours, past the amojo Date tolerance of the shared one.
+    async with KommoSandbox(rate_limit=None) as kommo:
+        acme = kommo.add_account("retries")
+        event = {"entity": "lead", "action": "status", "id": 7, "status_id": 142, "pipeline_id": 5}
+        start = kommo.now()
+        assert (await kommo.send_crm_webhook(url, acme, [event])).status_code == 503
+        assert kommo.pending_crm_redeliveries() == [(url, 2, pytest.approx(start + 300, abs=1))]
+        assert await kommo.redeliver_crm_webhooks() == []  # not due yet
+
+        kommo.advance(300)
+        [second] = await kommo.redeliver_crm_webhooks()
+        kommo.advance(15 * 60)
+        [third] = await kommo.redeliver_crm_webhooks()
+
+        assert [(d.attempt, d.status) for d in (second, third)] == [(2, 500), (3, 200)]
+        assert second.body == third.body == kommo.webhook_deliveries[0].body
+        assert kommo.pending_crm_redeliveries() == []
+
+        closed = socket.create_server(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
+        closed.close()  # nothing listens there any more: every delivery is refused
+        for _ in range(100):
+            with pytest.raises(httpx.ConnectError):
+                await kommo.send_crm_webhook(dead, acme, [event])
+        assert dead in kommo.switched_off_webhooks
+        assert all(pending[0] != dead for pending in kommo.pending_crm_redeliveries())
+        with pytest.raises(WebhookSwitchedOff):
+            await kommo.send_crm_webhook(dead, acme, [event])
+        assert url not in kommo.switched_off_webhooks
+    server.should_exit = True
+    await task
