@@ -408,7 +408,7 @@ async def test_a_full_day_defers_sends_to_the_next_day_and_drops_none(stack: Sta
     assert sent_days[2] == sent_days[0] + timedelta(days=1)
     async with stack.sessions() as session:
         counters = dict((await session.execute(select(SendCounter.day, SendCounter.count)
-                                               .where(SendCounter.org_id == org.id))).tuples().all())
+                                               .where(SendCounter.org_id == org.id))).all())
     assert counters == {sent_days[0]: 2, sent_days[2]: 1}
 
 
@@ -752,5 +752,5 @@ async def test_an_email_notify_step_queues_one_message_per_owner_once(stack: Sta
     assert first.outbox_ids == again.outbox_ids
     async with stack.sessions() as session:
         rows = (await session.execute(select(EmailOutbox.to_address, EmailOutbox.subject, EmailOutbox.body_text)
-                                      .where(EmailOutbox.org_id == org.id))).tuples().all()
+                                      .where(EmailOutbox.org_id == org.id))).all()
     assert rows == [(tenant.email, "Mailed needs a call", "Call Ann today.")]
