@@ -2,7 +2,7 @@
 
 Revision ID: 0002h
 Revises: 0001
-Create Date: 2026-11-28 10:00:00.000000
+Create Date: 2026-11-27 19:40:00.000000
 """
 
 from collections.abc import Sequence
