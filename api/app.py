@@ -19,6 +19,7 @@ from api.routers import (
     agent_crm,
     agent_knowledge,
     agents,
+    analytics,
     auth,
     chat,
     dev,
@@ -54,6 +55,7 @@ ROUTERS = (
     chat.hooks_router,
     sequences.router,
     triggers.router,
+    analytics.router,
 )
 
 
