@@ -72,6 +72,7 @@ class Conversation(RecordMixin, TenantMixin, Base):
         Index("ix_conversations_org_agent_status", "org_id", "agent_id", "status"),
         Index("ix_conversations_org_last_message", "org_id", "last_message_at"),
         Index("ix_conversations_org_external", "org_id", "external_conversation_id"),
+        Index("ix_conversations_org_lead", "org_id", "lead_id"),
     )
 
     key: Mapped[str] = mapped_column(String(120))

@@ -116,7 +116,10 @@ class EnrollmentStepLog(RecordMixin, TenantMixin, Base):
     """One executed step. ``step_key`` is the idempotency key of its side effect (also amojo's msgid)."""
 
     __tablename__ = "enrollment_step_logs"
-    __table_args__ = (Index("ix_enrollment_step_logs_enrollment", "enrollment_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_enrollment_step_logs_enrollment", "enrollment_id", "created_at"),
+        Index("ix_enrollment_step_logs_org_sent", "org_id", "sent_at"),
+    )
 
     enrollment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(64))

@@ -98,7 +98,8 @@ class AnalyticsRepository:
             select(Enrollment.lead_id, Enrollment.sequence_id, log.step_id, log.kind,
                    log.payload["variant"].astext.label("variant"), log.sent_at, next_send.label("next_sent_at"))
             .join(Enrollment, Enrollment.id == log.enrollment_id)
-            .where(log.org_id == self.org_id, log.outcome == "sent", log.sent_at.is_not(None),
+            # Sends before the period are never counted nor the "next send" of one inside it.
+            .where(log.org_id == self.org_id, log.outcome == "sent", log.sent_at >= start,
                    *self._enrollment_filters(agent_id, sequence_id))
             .subquery()
         )
