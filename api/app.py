@@ -89,6 +89,10 @@ def create_app(
         version=VERSION,
         description="AI sales agents for the Kommo CRM. Errors are application/problem+json (RFC 9457).",
         lifespan=lifespan,
+        # Under /api like every other route, so one proxy rule serves the whole surface.
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.sessions = sessions

@@ -104,7 +104,7 @@ def run_stack(settings: Settings) -> None:
         effective = stack.start_services()
         stack.start_processes(effective)
         base = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"\n  salesflow API     {base}/docs  (ready: {base}/api/health/ready)", flush=True)
+        print(f"\n  salesflow API     {base}/api/docs  (ready: {base}/api/health/ready)", flush=True)
         print(f"  Temporal UI      {effective.temporal_ui_url}", flush=True)
         print("  Ctrl-C stops everything.\n", flush=True)
         while not stopping:

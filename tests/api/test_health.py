@@ -35,3 +35,13 @@ async def test_ready_names_the_dependency_that_is_down(
             r = await c.get("/api/health/ready")
         assert r.status_code == 503
         assert r.json() == {"status": "not_ready", "checks": expected}
+
+
+async def test_the_api_documents_itself_under_api(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/api/docs")
+    assert docs.status_code == 200
+    assert "/api/openapi.json" in docs.text
+    document = (await client.get("/api/openapi.json")).json()
+    assert document["info"]["title"] == "salesflow API"
+    assert "/api/analytics" in document["paths"]
+    assert (await client.get("/docs")).status_code == 404
