@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentPrincipal, SessionDep
-from api.schemas.analytics import AnalyticsRead, ChartsRead, DashboardRead
+from api.schemas.analytics import AnalyticsRead, ChartsRead, DashboardRead, UpdatesRead
+from api.schemas.common import Limit
 from api.services.analytics import AnalyticsService
 
 router = APIRouter(tags=["analytics"])
@@ -32,6 +33,15 @@ async def get_dashboard_charts(
 ) -> ChartsRead:
     """Daily sequence messages, agent replies, lead messages and enrolments, in the organisation's zone."""
     return await AnalyticsService(session, principal.org_id).charts(first=first, last=last, agent_id=agent_id)
+
+
+@router.get("/api/dashboard/updates", response_model=UpdatesRead)
+async def get_dashboard_updates(
+    principal: CurrentPrincipal, session: SessionDep, limit: Limit = 50,
+    cursor: Annotated[str | None, Query(max_length=512, description="From the previous answer")] = None,
+) -> UpdatesRead:
+    """Live activity for polling: messages, enrolments starting and ending, notifications after the cursor."""
+    return await AnalyticsService(session, principal.org_id).updates(principal.user_id, cursor, limit)
 
 
 @router.get("/api/analytics", response_model=AnalyticsRead)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
@@ -95,3 +95,23 @@ class ChartsRead(BaseModel):
     period: PeriodRead
     days: list[date]
     series: dict[str, list[int]]
+
+
+class UpdateRead(BaseModel):
+    """One event: ``message.lead`` / ``message.agent`` / ``message.manager`` / ``message.system``,
+    ``enrollment.started``, ``enrollment.ended`` or ``notification``."""
+
+    at: datetime
+    kind: str
+    id: uuid.UUID = Field(description="The message, enrolment or notification")
+    lead_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    summary: str
+
+
+class UpdatesRead(BaseModel):
+    """Events after the cursor, oldest first; poll again with ``cursor`` after ``poll_after_seconds``."""
+
+    items: list[UpdateRead]
+    cursor: str
+    poll_after_seconds: int

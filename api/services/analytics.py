@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import io
+import json
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -21,16 +24,42 @@ from api.schemas.analytics import (
     PeriodRead,
     SequenceStats,
     StepStats,
+    UpdateRead,
+    UpdatesRead,
 )
 from db.models import EnrollmentStatus
+from db.repositories.activity import ActivityRepository
 from db.repositories.agents import AgentRepository
 from db.repositories.analytics import AnalyticsRepository, EnrollmentRow, SendRow
 from db.repositories.sequences import SequenceRepository
 from domain.analytics import Period, PeriodError, day_start, local_days, period, rate
 
 LIVE = {EnrollmentStatus.pending.value, EnrollmentStatus.active.value, EnrollmentStatus.paused.value}
+# The feed shows events this old at the earliest: a transaction that started earlier may still commit rows
+# stamped before the newest visible one, and a cursor past them would skip them for good.
+SETTLE = timedelta(seconds=5)
+FIRST_LOOK = timedelta(hours=24)
+POLL_AFTER_SECONDS = 5
 EXPORT_COLUMNS = ("sequence_id", "sequence", "agent_id", "step_id", "kind", "variant", "sent", "replied",
                   "reply_rate")
+
+
+def encode_position(at: datetime, kind: str, row_id: uuid.UUID) -> str:
+    """The feed cursor: just after this event."""
+    raw = json.dumps([at.isoformat(), kind, str(row_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_position(cursor: str) -> tuple[datetime, str, uuid.UUID]:
+    """Inverse of :func:`encode_position`; 400 on anything we did not issue."""
+    try:
+        at, kind, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not isinstance(kind, str):
+            raise ValueError("naive time or bad kind")
+        return moment, kind, uuid.UUID(row_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise BadRequest("The cursor is not one this feed issued.") from exc
 
 
 def _spreadsheet_safe(value: str) -> str:
@@ -116,6 +145,23 @@ class AnalyticsService:
         return DashboardRead(time_zone=zone.key, today=today, agents=figures["agents"], leads=figures["leads"],
                              enrollments=figures["enrollments"], conversations=figures["conversations"],
                              traffic_today=figures["today"])
+
+    async def updates(self, user_id: uuid.UUID, cursor: str | None, limit: int) -> UpdatesRead:
+        """Events after ``cursor`` (the last day's newest without one), oldest first, and the next cursor."""
+        feed = ActivityRepository(self.session, self.org_id)
+        until = datetime.now(UTC) - SETTLE
+        if cursor:
+            position = decode_position(cursor)
+            rows = await feed.after(user_id, position, until, limit)
+        else:
+            position = (until, "", uuid.UUID(int=0))
+            rows = await feed.latest(user_id, until - FIRST_LOOK, until, limit)
+        if rows:
+            position = (rows[-1].at, rows[-1].kind, rows[-1].id)
+        return UpdatesRead(
+            items=[UpdateRead(at=r.at, kind=r.kind, id=r.id, lead_id=r.lead_id, agent_id=r.agent_id, summary=r.summary)
+                   for r in rows],
+            cursor=encode_position(*position), poll_after_seconds=POLL_AFTER_SECONDS)
 
     async def charts(self, *, first: date | None, last: date | None, agent_id: uuid.UUID | None) -> ChartsRead:
         """Daily series (local days, zero-filled) over the period."""

@@ -26,6 +26,7 @@ from db.models import (
     MessageAuthor,
     MessageDirection,
     MessageStatus,
+    Notification,
     Organization,
     Sequence,
 )
@@ -33,7 +34,8 @@ from tests.harness import Tenant
 from tests.sequence_support import make_agent, make_lead, make_sequence, write_enrollments
 
 Sessions = async_sessionmaker[AsyncSession]
-OPERATIONS = ("/api/analytics", "/api/analytics/export", "/api/dashboard", "/api/dashboard/charts")
+OPERATIONS = ("/api/analytics", "/api/analytics/export", "/api/dashboard", "/api/dashboard/charts",
+              "/api/dashboard/updates")
 STEPS = [
     {"type": "send_message", "id": "hello", "variants": [{"id": "a", "text": "Hi!"}, {"id": "b", "text": "Hello!"}],
      "next": "nudge"},
@@ -230,3 +232,49 @@ async def test_reports_refuse_bad_periods_and_other_organisations_ids(
                            sessions, tenant.org_id))}):
             assert (await client.get(path, params=params, headers=tenant.headers)).status_code == 404, params
         assert (await client.get(path, params={"reply_window_hours": 0}, headers=tenant.headers)).status_code == 400
+
+
+async def test_updates_feed_each_event_once_in_order_and_only_the_callers(
+    client: httpx.AsyncClient, sessions: Sessions, tenant: Tenant, other_tenant: Tenant, member: Tenant
+) -> None:
+    now = datetime.now(UTC)
+    agent = await make_agent(sessions, tenant.org_id)
+    sequence = await make_sequence(sessions, tenant.org_id, agent, STEPS, name="Welcome")
+    lead = await make_lead(sessions, tenant.org_id, None, None, name="Ann")
+    enrolment = await _enrolment(sessions, tenant.org_id, sequence, lead, EnrollmentStatus.exited, "replied")
+    async with sessions() as session:
+        await session.execute(update(Enrollment).where(Enrollment.id == enrolment).values(
+            created_at=now - timedelta(minutes=3), finished_at=now - timedelta(minutes=1)))
+        session.add_all([
+            Notification(org_id=tenant.org_id, kind="trigger", title="Ann is hot", body="",
+                         created_at=now - timedelta(seconds=40)),
+            Notification(org_id=tenant.org_id, user_id=member.user_id, kind="mention", title="Only for the member",
+                         body="", created_at=now - timedelta(seconds=30)),
+        ])
+        await session.commit()
+    await _lead_wrote(sessions, tenant.org_id, lead, now - timedelta(minutes=2))
+    theirs = await make_lead(sessions, other_tenant.org_id, None, None, name="Theirs")
+    await _lead_wrote(sessions, other_tenant.org_id, theirs, now - timedelta(minutes=2))
+
+    first = await client.get("/api/dashboard/updates", headers=tenant.headers)
+    assert first.status_code == 200, first.text
+    assert [(i["kind"], i["summary"]) for i in first.json()["items"]] == [
+        ("enrollment.started", "Welcome"), ("message.lead", "hello"), ("enrollment.ended", "Welcome: exited (replied)"),
+        ("notification", "Ann is hot")]
+    assert first.json()["poll_after_seconds"] == 5
+
+    await _lead_wrote(sessions, tenant.org_id, lead, now - timedelta(seconds=20))
+    second = await client.get("/api/dashboard/updates", params={"cursor": first.json()["cursor"]},
+                              headers=tenant.headers)
+    assert [i["kind"] for i in second.json()["items"]] == ["message.lead"]
+    assert second.json()["items"][0]["lead_id"] == str(lead.id)
+    third = await client.get("/api/dashboard/updates", params={"cursor": second.json()["cursor"]},
+                             headers=tenant.headers)
+    assert third.json() == {"items": [], "cursor": second.json()["cursor"], "poll_after_seconds": 5}
+
+    paged = await client.get("/api/dashboard/updates", params={"limit": 2}, headers=tenant.headers)
+    assert [i["kind"] for i in paged.json()["items"]] == ["notification", "message.lead"]  # the newest two
+    for params in ({"cursor": "bm90LWEtY3Vyc29y"}, {"cursor": "!"}, {"limit": 0}):
+        r = await client.get("/api/dashboard/updates", params=params, headers=tenant.headers)
+        assert r.status_code == 400, (params, r.text)
+    assert (await client.get("/api/dashboard/updates")).status_code == 401
