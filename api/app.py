@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.errors import RejectNulMiddleware, install_error_handlers
+from api.metrics import HttpMetrics, RequestMetricsMiddleware
 from api.routers import (
     account,
     admin,
@@ -27,6 +28,7 @@ from api.routers import (
     health,
     knowledge_base,
     kommo,
+    metrics,
     notifications,
     onboarding,
     sequences,
@@ -56,6 +58,7 @@ ROUTERS = (
     sequences.router,
     triggers.router,
     analytics.router,
+    metrics.router,
 )
 
 
@@ -99,6 +102,9 @@ def create_app(
     app.state.temporal = temporal
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
+    # Outermost, so rejected and failed requests are counted too.
+    app.state.request_metrics = HttpMetrics()
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.request_metrics)
     for router in ROUTERS:
         app.include_router(router)
     # Absent, not merely refused, outside development: /api/test-login answers the router's plain 404.

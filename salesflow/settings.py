@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     # Signing key for access tokens; the default is only acceptable outside production.
     jwt_secret: str = "dev-insecure-jwt-secret-change-me-please-0123456789"
+    # Bearer token a Prometheus scraper presents to /api/metrics (unset: platform administrators only).
+    metrics_token: str | None = None
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
 

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Agent, Membership, Notification, Organization, User
+from db.models import (
+    Agent,
+    Conversation,
+    EmailOutbox,
+    EmailStatus,
+    Enrollment,
+    EnrollmentStatus,
+    InboxEvent,
+    Membership,
+    Message,
+    MessageStatus,
+    Notification,
+    Organization,
+    User,
+)
 
 
 @dataclass
@@ -81,3 +97,33 @@ class PlatformStatsRepository:
             notifications=sum(notifications.values()),
             by_plan=dict(sorted(by_plan.items())),
         )
+
+
+class PlatformGaugesRepository:
+    """What an operator alerts on, across every organisation: backlogs, live work, things waiting for people."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _by(self, column: Any, *where: Any) -> dict[str, int]:
+        rows = await self.session.execute(select(column, func.count()).where(*where).group_by(column))
+        return {getattr(key, "value", key): int(count) for key, count in rows}
+
+    async def gauges(self, now: datetime) -> dict[str, Any]:
+        """Counts by state, and per inbox source its unprocessed events and the age of the oldest."""
+        inbox = {source: (int(count), (now - oldest).total_seconds())
+                 for source, count, oldest in await self.session.execute(
+                     select(InboxEvent.source, func.count(), func.min(InboxEvent.received_at))
+                     .where(InboxEvent.processed_at.is_(None)).group_by(InboxEvent.source))}
+        return {
+            "organizations": int(await self.session.scalar(select(func.count()).select_from(Organization)) or 0),
+            "agents": await self._by(Agent.status, Agent.deleted_at.is_(None)),
+            "enrollments": await self._by(Enrollment.status, Enrollment.status.in_(
+                [EnrollmentStatus.pending, EnrollmentStatus.active, EnrollmentStatus.paused])),
+            "conversations": await self._by(Conversation.status, Conversation.lead_id.is_not(None)),
+            "awaiting_approval": int(await self.session.scalar(
+                select(func.count()).select_from(Message)
+                .where(Message.status == MessageStatus.pending_approval)) or 0),
+            "email_outbox": await self._by(EmailOutbox.status, EmailOutbox.status != EmailStatus.sent),
+            "inbox": inbox,
+        }
