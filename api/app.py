@@ -22,6 +22,7 @@ from api.routers import (
     agents,
     analytics,
     auth,
+    billing,
     chat,
     dev,
     email_templates,
@@ -59,6 +60,7 @@ ROUTERS = (
     triggers.router,
     analytics.router,
     metrics.router,
+    billing.router,
 )
 
 

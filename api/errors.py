@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from db.pagination import InvalidCursorError
+
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -79,6 +81,12 @@ class TooManyRequests(ProblemError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class BadGateway(ProblemError):
+    """A third party (Stripe, Kommo) refused a request we made for the caller."""
+
+    status, title, type_slug = 502, "Bad Gateway", "upstream"
+
+
 class ServiceUnavailable(ProblemError):
     """A dependency (database, Temporal) is down."""
 
@@ -140,6 +148,12 @@ def install_error_handlers(app: FastAPI) -> None:
             400, "Bad Request", "The request is invalid; see errors.", type_slug="validation",
             errors=errors, instance=request.url.path,
         )
+
+    @app.exception_handler(InvalidCursorError)
+    async def _cursor(request: Request, exc: InvalidCursorError) -> JSONResponse:
+        # Any list that pages: a cursor we did not issue is the client's mistake, whichever service saw it.
+        return problem_response(400, "Bad Request", "The cursor is not valid; use next_cursor from a list answer.",
+                                type_slug="bad-request", instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
     smtp_timeout_seconds: float = 30.0
 
+    # Billing through Stripe. Without a secret key billing is off (GET /api/billing says so, POST answers 503).
+    stripe_api_base_url: str = "https://api.stripe.com"
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    # The Stripe price (monthly) of each paid plan; a plan without one cannot be bought.
+    stripe_price_starter: str | None = None
+    stripe_price_pro: str | None = None
+    # Path (on the organisation's app URL) Stripe sends people back to after checkout or the portal.
+    billing_return_path: str = "/settings/billing"
+
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -143,6 +153,11 @@ class Settings(BaseSettings):
 
         template = self.app_base_url or self.public_base_url.rstrip("/") + "/o/{slug}"
         return template.replace("{slug}", quote(slug, safe=""))
+
+    def stripe_prices(self) -> dict[str, str]:
+        """Paid plan key -> its configured Stripe price id."""
+        prices = {"starter": self.stripe_price_starter, "pro": self.stripe_price_pro}
+        return {plan: price for plan, price in prices.items() if price}
 
     def login_url(self) -> str:
         """The organisation-neutral sign-in page."""

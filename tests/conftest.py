@@ -29,6 +29,7 @@ from db.models import Role
 from db.session import create_engine, create_sessionmaker
 from integrations.kommo.sandbox import KommoSandbox
 from integrations.smtp.sandbox import SmtpSandbox
+from integrations.stripe.sandbox import StripeSandbox
 from salesflow.settings import Settings
 from salesflow.stack import EmbeddedPostgres, free_port
 from tests.harness import RouteRecorder, Tenant, create_tenant, openapi_operations, read_exemptions
@@ -68,10 +69,22 @@ async def http_client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-def settings(kommo_sandbox: KommoSandbox) -> Settings:
+async def stripe_sandbox() -> AsyncIterator[StripeSandbox]:
+    """The Stripe emulator over real HTTP for the whole session, selling the two paid plans."""
+    async with StripeSandbox() as sandbox:
+        sandbox.add_price("starter", 4900)
+        sandbox.add_price("pro", 19900)
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def settings(kommo_sandbox: KommoSandbox, stripe_sandbox: StripeSandbox) -> Settings:
     """Settings of the app under test (email goes to the session's SMTP sandbox, Kommo to its sandbox)."""
     return Settings(
         **_kommo_settings(kommo_sandbox),  # type: ignore[arg-type]
+        stripe_api_base_url=stripe_sandbox.base_url, stripe_api_key=stripe_sandbox.api_key,
+        stripe_webhook_secret=stripe_sandbox.webhook_secret, stripe_price_starter=stripe_sandbox.price_id("starter"),
+        stripe_price_pro=stripe_sandbox.price_id("pro"),
         environment="test", jwt_secret="test-secret-" + "x" * 40, temporal_search_attributes=False,
         # Every in-process request comes from one address; per-IP limits get their own test app.
         login_attempts_per_ip=100_000, password_reset_per_ip=100_000, tenant_redirect_per_ip=100_000,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.billing import BillingActivities
 from activities.brain import BrainActivities
 from activities.conversations import ConversationActivities
 from activities.email import EmailActivities
@@ -24,6 +25,7 @@ from integrations.crypto import SecretBox
 from salesflow.brain import Brain, provider_from_settings
 from salesflow.conversations import ConnectionKommoClients
 from salesflow.settings import Settings, get_settings
+from workflows.billing_event import BillingEventWorkflow
 from workflows.bulk_enrollment import BulkEnrollmentWorkflow
 from workflows.conversation import LeadConversationWorkflow
 from workflows.crm_event import CrmEventWorkflow
@@ -36,7 +38,7 @@ from workflows.trigger_clock import TriggerClockWorkflow
 
 WORKFLOWS: Sequence[type] = (OnboardingWorkflow, CrmSyncWorkflow, CrmEventWorkflow, EmailDeliveryWorkflow,
                              LeadConversationWorkflow, SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow,
-                             TriggerClockWorkflow)
+                             TriggerClockWorkflow, BillingEventWorkflow)
 
 
 def build_activities(
@@ -102,6 +104,7 @@ def build_activities(
         trigger_clock.plan,
         trigger_clock.fire_due,
         enrollments.run_batch,
+        BillingActivities(sessions, settings, http).apply_event,
     ]
 
 

@@ -34,6 +34,11 @@ def crm_event_id(org_id: uuid.UUID, event_key: str) -> str:
     return f"crm-event/{org_id}/{event_key}"
 
 
+def billing_event_id(event_id: str) -> str:
+    """One run per Stripe event id (Stripe ids are globally unique)."""
+    return f"billing-event/{event_id}"
+
+
 def trigger_clock_id(org_id: uuid.UUID) -> str:
     """The organisation's hourly trigger clock (its schedule appends each tick's time)."""
     return f"trigger-clock/{org_id}"

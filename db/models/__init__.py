@@ -19,6 +19,7 @@ from db.models.agent_config import (
     ScriptStage,
 )
 from db.models.agents import Agent, AgentStatus
+from db.models.billing import Subscription
 from db.models.content import ArticleStatus, EmailTemplate, KnowledgeArticle, KnowledgeCategory, Notification
 from db.models.conversations import (
     Conversation,
@@ -113,6 +114,7 @@ __all__ = [
     "Sequence",
     "SequenceStatus",
     "SequenceVersion",
+    "Subscription",
     "Trigger",
     "TriggerExecution",
     "User",

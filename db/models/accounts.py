@@ -34,6 +34,8 @@ class Organization(RecordMixin, Base):
     business_hours: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     holidays: Mapped[list[str]] = mapped_column(JSONB, default=list)
     plan: Mapped[str] = mapped_column(String(32), default="trial")
+    # The Stripe customer that pays for the organisation, created at its first checkout.
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
 
 
 class User(RecordMixin, Base):
