@@ -6,7 +6,7 @@ and an ephemeral port::
     async with StripeSandbox() as stripe:
         price = stripe.add_price("pro_monthly", 4900)
         client = StripeClient(stripe.base_url, stripe.api_key)
-        stripe.webhook_url = "http://127.0.0.1:8000/api/webhooks/stripe"
+        stripe.webhook_url = "http://127.0.0.1:8000/api/billing/webhook"
 
 What it honours of Stripe's wire contract: ``/v1`` paths; ``Authorization: Bearer <key>`` or HTTP
 basic with the key as user name (else 401); form-encoded bodies in bracket notation
