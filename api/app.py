@@ -27,6 +27,7 @@ from api.routers import (
     dev,
     email_templates,
     health,
+    jobs,
     knowledge_base,
     kommo,
     metrics,
@@ -61,6 +62,7 @@ ROUTERS = (
     analytics.router,
     metrics.router,
     billing.router,
+    jobs.router,
 )
 
 
