@@ -24,6 +24,7 @@ from api.routers import (
     auth,
     billing,
     chat,
+    cron,
     dev,
     email_templates,
     health,
@@ -63,6 +64,7 @@ ROUTERS = (
     metrics.router,
     billing.router,
     jobs.router,
+    cron.router,
 )
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     temporal_search_attributes: bool = True
 
     data_dir: Path = PROJECT_ROOT / ".data"
+    # Database dumps of DatabaseBackupWorkflow; unset means data_dir / "backups".
+    backup_dir: Path | None = None
+    # Bearer token an external scheduler presents to GET /api/cron/backup (unset: platform administrators only).
+    cron_token: str | None = None
     # Uploaded agent assets (LocalStorage root); unset means data_dir / "assets".
     storage_dir: Path | None = None
     # Largest accepted upload; bigger ones answer 413 before they are stored.

@@ -78,13 +78,15 @@ async def stripe_sandbox() -> AsyncIterator[StripeSandbox]:
 
 
 @pytest.fixture(scope="session")
-def settings(kommo_sandbox: KommoSandbox, stripe_sandbox: StripeSandbox) -> Settings:
+def settings(kommo_sandbox: KommoSandbox, stripe_sandbox: StripeSandbox, database_url: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of the app under test (email goes to the session's SMTP sandbox, Kommo to its sandbox)."""
     return Settings(
         **_kommo_settings(kommo_sandbox),  # type: ignore[arg-type]
         stripe_api_base_url=stripe_sandbox.base_url, stripe_api_key=stripe_sandbox.api_key,
         stripe_webhook_secret=stripe_sandbox.webhook_secret, stripe_price_starter=stripe_sandbox.price_id("starter"),
         stripe_price_pro=stripe_sandbox.price_id("pro"),
+        database_url=database_url, backup_dir=tmp_path_factory.mktemp("backups"),
         environment="test", jwt_secret="test-secret-" + "x" * 40, temporal_search_attributes=False,
         # Every in-process request comes from one address; per-IP limits get their own test app.
         login_attempts_per_ip=100_000, password_reset_per_ip=100_000, tenant_redirect_per_ip=100_000,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.backup import BackupActivities
 from activities.billing import BillingActivities
 from activities.brain import BrainActivities
 from activities.conversations import ConversationActivities
@@ -25,6 +26,7 @@ from integrations.crypto import SecretBox
 from salesflow.brain import Brain, provider_from_settings
 from salesflow.conversations import ConnectionKommoClients
 from salesflow.settings import Settings, get_settings
+from workflows.backup import DatabaseBackupWorkflow
 from workflows.billing_event import BillingEventWorkflow
 from workflows.bulk_enrollment import BulkEnrollmentWorkflow
 from workflows.conversation import LeadConversationWorkflow
@@ -38,7 +40,7 @@ from workflows.trigger_clock import TriggerClockWorkflow
 
 WORKFLOWS: Sequence[type] = (OnboardingWorkflow, CrmSyncWorkflow, CrmEventWorkflow, EmailDeliveryWorkflow,
                              LeadConversationWorkflow, SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow,
-                             TriggerClockWorkflow, BillingEventWorkflow)
+                             TriggerClockWorkflow, BillingEventWorkflow, DatabaseBackupWorkflow)
 
 
 def build_activities(
@@ -105,6 +107,7 @@ def build_activities(
         trigger_clock.fire_due,
         enrollments.run_batch,
         BillingActivities(sessions, settings, http).apply_event,
+        BackupActivities(settings).dump_database,
     ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,10 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import Unauthorized
 from api.metrics import HttpMetrics, gauges, render
-from api.security import decode_access_token
-from api.services.admin import AdminService
+from api.services.admin import require_operator
 from db.repositories.admin import PlatformGaugesRepository
 
 router = APIRouter(tags=["metrics"])
@@ -32,15 +29,8 @@ async def get_metrics(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Response:
     """Prometheus metrics; the scrape token (setting ``metrics_token``) or a platform administrator's token."""
-    if credentials is None:
-        raise Unauthorized("Missing bearer token.")
-    token = credentials.credentials
-    expected = settings.metrics_token
-    if expected is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        claims = decode_access_token(token, settings.jwt_secret)
-        if claims is None:
-            raise Unauthorized("Invalid or expired token.")
-        await AdminService(session).require_platform_admin(claims.user_id)
+    await require_operator(session, settings, credentials.credentials if credentials else None,
+                           settings.metrics_token)
     figures = await PlatformGaugesRepository(session).gauges(datetime.now(UTC))
     requests: HttpMetrics | None = getattr(request.app.state, "request_metrics", None)
     inbox = figures["inbox"]

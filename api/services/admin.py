@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import Forbidden
+from api.errors import Forbidden, Unauthorized
 from api.schemas.admin import AdminStatsRead
+from api.security import decode_access_token
 from db.repositories.accounts import UserRepository
 from db.repositories.admin import PlatformStatsRepository
+from salesflow.settings import Settings
 
 
 class AdminService:
@@ -31,3 +34,17 @@ class AdminService:
         """Counts of organisations, users, live agents and notifications, in total and per plan."""
         await self.require_platform_admin(user_id)
         return AdminStatsRead.model_validate(await self.stats_repo.counts())
+
+
+async def require_operator(session: AsyncSession, settings: Settings, presented: str | None,
+                           machine_token: str | None) -> None:
+    """401/403 unless ``presented`` is the configured machine token (scraper, scheduler) or a platform
+    administrator's access token."""
+    if not presented:
+        raise Unauthorized("Missing bearer token.")
+    if machine_token is not None and hmac.compare_digest(presented.encode(), machine_token.encode()):
+        return
+    claims = decode_access_token(presented, settings.jwt_secret)
+    if claims is None:
+        raise Unauthorized("Invalid or expired token.")
+    await AdminService(session).require_platform_admin(claims.user_id)
