@@ -84,9 +84,9 @@ BRAIN_TIMEOUT = timedelta(minutes=2)
 # instead of failing a days-long enrolment; 4xx-like failures are raised non-retryable by the activity.
 SIDE_EFFECT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
 HISTORY_LIMIT = 100
+CARRIED_HISTORY = 30
 # Runs recorded before it replay with a cancel update that waited for the run to finish.
 CANCEL_ANSWERS_AT_ONCE = "cancel-answers-at-once"
-CARRIED_HISTORY = 30
 
 
 @workflow.defn
