@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.webhooks import start_deliveries
 from db.base import utcnow
 from db.models import Organization, Subscription
 from db.repositories.billing import BillingRepository, org_for_customer
 from db.repositories.content import NotificationRepository
 from db.repositories.kommo import InboxRepository
+from db.repositories.webhooks import WebhookRepository
 from domain.billing import FREE, is_live, plan_after
 from integrations.stripe.client import StripeClient
 from integrations.stripe.errors import StripeError
@@ -66,10 +68,15 @@ class BillingActivities:
                 return await self._done(data, f"organisation {org_id} no longer exists", None)
             if org.stripe_customer_id is None and data.customer_id:
                 org.stripe_customer_id = data.customer_id
+            deliveries: list[uuid.UUID] = []
             if remote is not None:
                 await repo.upsert(remote.id, self._values(remote, org.plan))
                 await session.flush()
-                org.plan = await self._plan(session, org)
+                before, org.plan = org.plan, await self._plan(session, org)
+                if org.plan != before:
+                    deliveries = await WebhookRepository(session, org_id).emit(
+                        "billing.plan_changed", data.event_id,
+                        {"from": before, "to": org.plan, "subscription_status": remote.status})
             notice = NOTICES.get(data.type)
             if notice is not None:
                 await NotificationRepository(session, org_id).create_once(
@@ -79,7 +86,9 @@ class BillingActivities:
             await InboxRepository(session).record_outcome(data.inbox_event_id, outcome,
                                                           activity.info().workflow_id or "", utcnow())
             await session.commit()
-            return BillingEventResult(outcome=outcome, org_id=org_id, plan=org.plan)
+            plan = org.plan
+        await start_deliveries(activity.client(), org_id, deliveries)
+        return BillingEventResult(outcome=outcome, org_id=org_id, plan=plan)
 
     async def _org(self, session: AsyncSession, data: BillingEventInput) -> uuid.UUID | None:
         if data.customer_id:

@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import to_application_error
 from activities.sequences import chat_address
+from activities.webhooks import start_deliveries
 from db.base import utcnow
 from db.models import (
     ConversationChannel,
@@ -29,6 +30,7 @@ from db.repositories.conversations import (
     live_enrollment_workflow_ids,
 )
 from db.repositories.sequences import SequenceContextRepository
+from db.repositories.webhooks import WebhookRepository
 from integrations.kommo.errors import KommoError
 from integrations.kommo.models import ChatParticipant
 from salesflow.conversations import ChatNotConfigured, KommoClients, conversation_policy, deliver_incoming_message
@@ -283,7 +285,12 @@ class ConversationActivities:
                 body=f'They wrote "{data.phrase}". Their sequences are stopped and they will not be contacted again.',
                 user_id=None, dedupe_key=f"opt-out:{data.lead_id}:{data.message_id}"[:255],
             )
+            # Queued with the change itself, so an integrator's CRM or suppression list cannot miss it.
+            deliveries = await WebhookRepository(session, data.org_id).emit(
+                "lead.opted_out", f"opt-out:{data.lead_id}:{data.message_id}"[:200],
+                {"lead_id": str(lead.id), "kommo_lead_id": lead.kommo_id, "phrase": data.phrase})
             await session.commit()
+        await start_deliveries(activity.client(), data.org_id, deliveries)
         return await self._signal_enrollments(data.org_id, data.lead_id, "lead_opted_out",
                                               LeadOptedOut(reason=f"the lead wrote {data.phrase!r}"))
 

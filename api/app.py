@@ -36,6 +36,7 @@ from api.routers import (
     onboarding,
     sequences,
     triggers,
+    webhooks,
 )
 from db.session import create_engine, create_sessionmaker
 from salesflow.settings import Settings
@@ -65,6 +66,7 @@ ROUTERS = (
     billing.router,
     jobs.router,
     cron.router,
+    webhooks.router,
 )
 
 

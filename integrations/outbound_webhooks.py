@@ -8,15 +8,27 @@ retries the activity; a 4xx answer is permanent, 5xx/timeouts are transient.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import json
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-__all__ = ["OutboundWebhookClient", "WebhookError", "WebhookRejected"]
+__all__ = ["SIGNATURE_HEADER", "OutboundWebhookClient", "WebhookError", "WebhookRejected", "sign_payload"]
+
+SIGNATURE_HEADER = "Salesflow-Signature"
+
+
+def sign_payload(secret: str, payload: bytes, timestamp: int) -> str:
+    """``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>``: receivers recompute it over the raw body
+    and reject old timestamps, so a captured delivery cannot be replayed later."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
 class WebhookError(Exception):
@@ -61,13 +73,16 @@ class OutboundWebhookClient:
         if not addresses or not all(_is_public(a) for a in addresses):
             raise WebhookRejected(f"webhook host {url.host} resolves to a non-public address")
 
-    async def post(self, url: str, body: Mapping[str, Any], idempotency_key: str) -> int:
-        """POST ``body`` as JSON; returns the status code of a 2xx/3xx answer, raises ``WebhookError`` otherwise."""
+    async def post(self, url: str, body: Mapping[str, Any], idempotency_key: str, *, secret: str | None = None) -> int:
+        """POST ``body`` as JSON (signed when ``secret`` is given); returns the status code of a 2xx/3xx answer,
+        raises ``WebhookError`` otherwise."""
         target = httpx.URL(url)
         await self._check_destination(target)
         content = json.dumps(body, default=str, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
                    "User-Agent": "salesflow-webhooks/1"}
+        if secret is not None:
+            headers[SIGNATURE_HEADER] = sign_payload(secret, content, int(time.time()))
         http = self._http or httpx.AsyncClient()
         try:
             # No redirects: a public URL could otherwise bounce us to an internal one.

@@ -22,6 +22,7 @@ from activities.sequences import SequenceActivities
 from activities.store import StoreActivities
 from activities.trigger_clock import TriggerClockActivities
 from activities.triggers import TriggerActivities
+from activities.webhooks import WebhookActivities
 from integrations.crypto import SecretBox
 from salesflow.brain import Brain, provider_from_settings
 from salesflow.conversations import ConnectionKommoClients
@@ -37,10 +38,12 @@ from workflows.ids import TASK_QUEUE
 from workflows.onboarding import OnboardingWorkflow
 from workflows.sequence_enrollment import SequenceEnrollmentWorkflow
 from workflows.trigger_clock import TriggerClockWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 WORKFLOWS: Sequence[type] = (OnboardingWorkflow, CrmSyncWorkflow, CrmEventWorkflow, EmailDeliveryWorkflow,
                              LeadConversationWorkflow, SequenceEnrollmentWorkflow, BulkEnrollmentWorkflow,
-                             TriggerClockWorkflow, BillingEventWorkflow, DatabaseBackupWorkflow)
+                             TriggerClockWorkflow, BillingEventWorkflow, DatabaseBackupWorkflow,
+                             WebhookDeliveryWorkflow)
 
 
 def build_activities(
@@ -108,7 +111,13 @@ def build_activities(
         enrollments.run_batch,
         BillingActivities(sessions, settings, http).apply_event,
         BackupActivities(settings).dump_database,
+        *_webhook_activities(sessions, settings),
     ]
+
+
+def _webhook_activities(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> list[Callable[..., Any]]:
+    webhooks = WebhookActivities(sessions, settings)
+    return [webhooks.deliver, webhooks.mark_failed]
 
 
 def build_worker(

@@ -55,6 +55,7 @@ from db.models.sequences import (
     Trigger,
     TriggerExecution,
 )
+from db.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ActionType",
@@ -118,4 +119,6 @@ __all__ = [
     "Trigger",
     "TriggerExecution",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -16,7 +16,7 @@ from api.app import create_app
 from db.models import InboxEvent, Notification, Organization
 from integrations.stripe.sandbox import StripeSandbox
 from salesflow.settings import Settings
-from tests.e2e.serving import served
+from tests.e2e.serving import Receiver, served, webhook_receiver
 from tests.harness import RouteRecorder, Tenant
 from tests.kommo_support import eventually
 
@@ -100,6 +100,14 @@ async def test_billing_refuses_members_unknown_plans_and_a_portal_without_a_cust
 async def test_a_paid_checkout_moves_the_plan_a_failed_payment_keeps_it_and_a_cancel_ends_it(
     client: httpx.AsyncClient, sessions: Sessions, tenant: Tenant, stripe_sandbox: StripeSandbox, webhooks_to_us: str,
 ) -> None:
+    async with webhook_receiver() as hooks:
+        await _billing_walk(client, sessions, tenant, stripe_sandbox, hooks)
+
+
+async def _billing_walk(client: httpx.AsyncClient, sessions: Sessions, tenant: Tenant, stripe_sandbox: StripeSandbox,
+                        hooks: Receiver) -> None:
+    assert (await client.post("/api/webhooks", json={"url": hooks.url, "events": ["billing.plan_changed"]},
+                              headers=tenant.headers)).status_code == 201
     url = await _checkout(client, tenant)
     session_id = url.rsplit("/", 1)[1]
     assert (await stripe_sandbox.complete_checkout(session_id)).status_code == 200
@@ -138,6 +146,13 @@ async def test_a_paid_checkout_moves_the_plan_a_failed_payment_keeps_it_and_a_ca
         stored = await session.scalar(select(func.count()).select_from(InboxEvent).where(
             InboxEvent.source == "stripe", InboxEvent.external_key == payment_failed))
     assert stored == 1
+
+    async def integrator_told() -> bool:
+        return len(hooks.received) == 2
+
+    await eventually(integrator_told)
+    changes = sorted((json.loads(body)["data"]["from"], json.loads(body)["data"]["to"]) for _, body in hooks.received)
+    assert changes == [("starter", "free"), ("trial", "starter")]
 
 
 async def test_a_forged_or_stale_stripe_event_is_refused_and_nothing_is_stored(

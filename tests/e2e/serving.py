@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -33,3 +34,36 @@ async def served(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class Receiver:
+    """A customer's webhook endpoint on a real port: records every request and answers from ``answers``."""
+
+    url: str
+    received: list[tuple[dict[str, str], bytes]]
+    answers: list[int]
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    """Serve a receiver that answers the queued statuses in ``answers`` (200 once they run out)."""
+    receiver = Receiver(url="", received=[], answers=[])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        receiver.received.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        status = receiver.answers.pop(0) if receiver.answers else 200
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with served(app) as url:
+        receiver.url = f"{url}/hooks/salesflow"
+        yield receiver

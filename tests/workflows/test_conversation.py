@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -32,6 +33,7 @@ from tests.chat_support import (
     signed,
     skip_until,
 )
+from tests.e2e.serving import Receiver, webhook_receiver
 from tests.harness import Tenant
 from tests.sequence_support import enroll, enrollment_row, make_sequence
 from workflows.conversation import LeadConversationWorkflow
@@ -142,8 +144,20 @@ async def test_a_manager_message_pauses_the_agent_until_the_window_ends(
 
 async def test_a_lead_who_asks_us_to_stop_is_opted_out_its_sequence_stops_and_no_pitch_follows(
     client: httpx.AsyncClient, settings: Settings, kommo_sandbox: KommoSandbox, chat: ChatSetup,
-    workflow_env: WorkflowEnvironment, temporal_client: Client, sessions: Sessions,
+    workflow_env: WorkflowEnvironment, temporal_client: Client, sessions: Sessions, tenant: Tenant,
 ) -> None:
+    async with webhook_receiver() as hooks:
+        await _opt_out_walk(client, settings, kommo_sandbox, chat, workflow_env, temporal_client, sessions, tenant,
+                            hooks)
+
+
+async def _opt_out_walk(
+    client: httpx.AsyncClient, settings: Settings, kommo_sandbox: KommoSandbox, chat: ChatSetup,
+    workflow_env: WorkflowEnvironment, temporal_client: Client, sessions: Sessions, tenant: Tenant, hooks: Receiver,
+) -> None:
+    endpoint = await client.post("/api/webhooks", json={"url": hooks.url, "events": ["lead.opted_out"]},
+                                 headers=tenant.headers)
+    assert endpoint.status_code == 201, endpoint.text
     sequence_id = await make_sequence(sessions, chat.org_id, chat.agent_id, [
         {"type": "wait", "id": "later", "duration": "P3D", "next": "pitch"},
         {"type": "send_message", "id": "pitch", "text": "Our summer offer ends soon!"},
@@ -174,6 +188,14 @@ async def test_a_lead_who_asks_us_to_stop_is_opted_out_its_sequence_stops_and_no
     assert [(n.kind, n.title) for n in notes] == [("opt_out", "Maria - solar opted out")]
     system_notes = [m.text for m in await messages_of(sessions, chat.org_id) if m.author == MessageAuthor.system]
     assert system_notes == ['The lead opted out ("unsubscribe"): sequences stopped, no further outreach.']
+
+    async def integrator_told() -> bool:
+        return len(hooks.received) == 1
+
+    await skip_until(workflow_env, integrator_told, step=SECOND)
+    event = json.loads(hooks.received[0][1])
+    assert (event["type"], event["data"]["lead_id"], event["data"]["phrase"]) == (
+        "lead.opted_out", str(chat.lead_id), "unsubscribe")
 
 
 async def test_a_lead_asking_for_a_human_is_handed_off_with_the_reason_recorded(
