@@ -241,7 +241,12 @@ class ConversationActivities:
                 channel=conversation.channel, status=MessageStatus.recorded, text=note, external_id=data.key,
                 meta={"event": "handoff" if data.until else "resume", "reason": data.reason},
             )
+            deliveries = await WebhookRepository(session, data.org_id).emit(
+                "conversation.handoff" if data.until else "conversation.resumed", data.key,
+                {"conversation_id": str(conversation.id), "lead_id": str(conversation.lead_id) if conversation.lead_id
+                 else None, "reason": data.reason, "until": data.until.isoformat() if data.until else None})
             await session.commit()
+        await start_deliveries(activity.client(), data.org_id, deliveries)
 
     @activity.defn
     async def save_state(self, data: SaveStateInput) -> None:

@@ -7,7 +7,9 @@ from typing import Literal, get_args
 
 __all__ = ["EVENT_TYPES", "EventType", "subscribed"]
 
-EventType = Literal["lead.opted_out", "billing.plan_changed", "webhook.test"]
+EventType = Literal[
+    "lead.opted_out", "conversation.handoff", "conversation.resumed", "billing.plan_changed", "webhook.test"
+]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 

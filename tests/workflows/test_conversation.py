@@ -198,6 +198,29 @@ async def _opt_out_walk(
         "lead.opted_out", str(chat.lead_id), "unsubscribe")
 
 
+async def test_a_handoff_and_the_agents_return_reach_the_integrators_endpoint(
+    client: httpx.AsyncClient, settings: Settings, kommo_sandbox: KommoSandbox, make_chat: ChatFactory,
+    workflow_env: WorkflowEnvironment, tenant: Tenant,
+) -> None:
+    chat = await make_chat(handoff_seconds=15)
+    async with webhook_receiver() as hooks:
+        r = await client.post("/api/webhooks", headers=tenant.headers, json={
+            "url": hooks.url, "events": ["conversation.handoff", "conversation.resumed"]})
+        assert r.status_code == 201, r.text
+        await post_hook(client, settings, chat, manager_hook(kommo_sandbox, chat, "Hi Maria, Paulo here."))
+
+        async def both_told() -> bool:
+            return len(hooks.received) == 2
+
+        await skip_until(workflow_env, both_told, step=SECOND)
+        events = [json.loads(body) for _, body in hooks.received]
+    assert [(e["type"], e["data"]["reason"]) for e in events] == [
+        ("conversation.handoff", "a manager replied in the chat"),
+        ("conversation.resumed", "the handoff window ended")]
+    assert events[0]["data"]["lead_id"] == str(chat.lead_id)
+    assert events[0]["data"]["until"] is not None
+
+
 async def test_a_lead_asking_for_a_human_is_handed_off_with_the_reason_recorded(
     client: httpx.AsyncClient, settings: Settings, kommo_sandbox: KommoSandbox, chat: ChatSetup,
     workflow_env: WorkflowEnvironment, sessions: Sessions,
