@@ -25,8 +25,9 @@ from integrations.crypto import SecretBox
 from integrations.kommo.client import KommoClient
 from integrations.kommo.errors import KommoError, KommoNotFound, KommoUnauthorized
 from integrations.kommo.models import Contact, Lead, LeadsPage
-from salesflow.crm_schedule import delete_crm_sync_schedule, schedules_unsupported, upsert_crm_sync_schedule
+from salesflow.crm_schedule import delete_crm_sync_schedule, upsert_crm_sync_schedule
 from salesflow.kommo import KommoAccess, KommoNotConnected
+from salesflow.schedules import schedules_unsupported
 from salesflow.settings import Settings
 from salesflow.trigger_schedule import delete_trigger_clock_schedule, upsert_trigger_clock_schedule
 from workflows.crm_models import (

@@ -23,7 +23,7 @@ from db.repositories.sequences import TriggerRepository
 from db.repositories.trigger_clock import TriggerClockRepository
 from domain.trigger_clock import ClockEvent, Every, clock_events
 from domain.triggers import NoReplyOn, ScheduleOn, TriggerDefinition, TriggerEvent, TriggerEventType, match_triggers
-from salesflow.crm_schedule import schedules_unsupported
+from salesflow.schedules import schedules_unsupported
 from salesflow.sequence_facts import lead_facts
 from salesflow.settings import Settings
 from salesflow.trigger_schedule import delete_trigger_clock_schedule

@@ -14,16 +14,13 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
+from salesflow.schedules import delete_schedule, upsert_schedule
 from salesflow.settings import Settings
 from salesflow.temporal import run_search_attributes
 from workflows.crm_models import CrmSyncInput
@@ -56,32 +53,9 @@ def _schedule(settings: Settings, org_id: uuid.UUID) -> Schedule:
 
 async def upsert_crm_sync_schedule(client: Client, settings: Settings, org_id: uuid.UUID) -> str:
     """Create the schedule, or bring an existing one to the current interval and action."""
-    schedule_id = crm_sync_schedule_id(org_id)
-    desired = _schedule(settings, org_id)
-    try:
-        await client.create_schedule(schedule_id, desired)
-        return schedule_id
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def _update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(schedule=desired)
-
-    await client.get_schedule_handle(schedule_id).update(_update)
-    return schedule_id
+    return await upsert_schedule(client, crm_sync_schedule_id(org_id), _schedule(settings, org_id))
 
 
 async def delete_crm_sync_schedule(client: Client, org_id: uuid.UUID) -> bool:
     """Delete the schedule; False if there was none."""
-    try:
-        await client.get_schedule_handle(crm_sync_schedule_id(org_id)).delete()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
-def schedules_unsupported(exc: BaseException) -> bool:
-    """Temporal's time-skipping test server does not implement schedules."""
-    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNIMPLEMENTED
+    return await delete_schedule(client, crm_sync_schedule_id(org_id))

@@ -46,8 +46,9 @@ from api.services.crm_webhook import read_limited, receive_crm_webhook
 from api.services.kommo import KommoService, after_connect, connection_read, start_crm_sync
 from db.models import KommoConnection, Role
 from integrations.crypto import SecretBox
-from salesflow.crm_schedule import delete_crm_sync_schedule, schedules_unsupported
+from salesflow.crm_schedule import delete_crm_sync_schedule
 from salesflow.kommo import KommoAccess
+from salesflow.schedules import schedules_unsupported
 from salesflow.settings import Settings
 from salesflow.trigger_schedule import delete_trigger_clock_schedule
 

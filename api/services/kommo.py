@@ -33,8 +33,9 @@ from db.pagination import InvalidCursorError
 from db.repositories.kommo import CrmMirrorRepository, KommoConnectionRepository, KommoOAuthStateRepository
 from integrations.kommo.errors import KommoBadRequest, KommoError, KommoUnauthorized
 from integrations.kommo.models import Account, ChatParticipant, TokenPair
-from salesflow.crm_schedule import schedules_unsupported, upsert_crm_sync_schedule
+from salesflow.crm_schedule import upsert_crm_sync_schedule
 from salesflow.kommo import KommoAccess, KommoNotConnected, parse_account_domain
+from salesflow.schedules import schedules_unsupported
 from salesflow.settings import Settings
 from salesflow.temporal import run_search_attributes
 from salesflow.trigger_schedule import upsert_trigger_clock_schedule

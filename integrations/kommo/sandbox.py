@@ -25,24 +25,20 @@ drives token expiry, rate-limit windows and amojo ``Date`` checks, so tests skip
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import itertools
 import json
 import secrets
-import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self, TypeGuard
+from typing import Any, TypeGuard
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -59,6 +55,7 @@ from integrations.kommo.models import (
     TokenPair,
 )
 from integrations.kommo.webhooks import encode_crm_webhook
+from integrations.served_sandbox import ServedSandbox
 
 __all__ = [
     "KommoSandbox",
@@ -293,18 +290,10 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int |
         raise _invalid([("0", name, f"{name} must be an integer")]) from None
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handlers: embedded in a test or app, Ctrl-C belongs to the host."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 # --------------------------------------------------------------------------- sandbox
 
 
-class KommoSandbox:
+class KommoSandbox(ServedSandbox):
     """In-memory Kommo + amojo emulator on a real local HTTP port (see module docstring)."""
 
     def __init__(
@@ -323,8 +312,7 @@ class KommoSandbox:
         block_seconds: float = 60.0,
         amojo_date_tolerance: float = 15 * 60,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self._clock = clock
         self._offset = 0.0
         self.access_token_ttl = access_token_ttl
@@ -354,10 +342,6 @@ class KommoSandbox:
         self._chat_ids: dict[tuple[str, str], dict[str, str]] = {}
 
         self.app = self._build_app()
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._outbound: httpx.AsyncClient | None = None
-        self._base_url: str | None = None
 
     # ------------------------------------------------------------------ clock
 
@@ -371,83 +355,6 @@ class KommoSandbox:
 
     def _next_id(self) -> int:
         return next(self._ids)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``; valid once started."""
-        if self._base_url is None:
-            raise RuntimeError("KommoSandbox is not started")
-        return self._base_url
-
-    def _bind(self, host: str, port: int) -> socket.socket:
-        # Binding ourselves gives the ephemeral port at once and turns "port in use" into an
-        # OSError here instead of uvicorn's sys.exit() inside a task.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        return sock
-
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-
-    async def start(self) -> None:
-        """Serve on ``host``/``port`` (0 = ephemeral) in the running loop; returns once listening."""
-        if self._task is not None:
-            return
-        sock = self._bind(self.host, self.port)
-        bound_host, bound_port = sock.getsockname()[:2]
-        self._base_url = f"http://{bound_host}:{bound_port}"
-        self._server = _EmbeddedServer(self._config())
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="kommo-sandbox")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # surfaces the startup error
-                raise RuntimeError("KommoSandbox stopped during startup")
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        """Stop serving and close outbound connections."""
-        if self._outbound is not None:
-            await self._outbound.aclose()
-            self._outbound = None
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = None
-        self._task = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def run_forever(self, host: str = "127.0.0.1", port: int = 8010) -> None:
-        """Serve until interrupted (Ctrl-C), for the CLI demo; seed accounts before calling."""
-        sock = self._bind(host, port)
-        self._base_url = f"http://{host}:{sock.getsockname()[1]}"
-        server = uvicorn.Server(self._config())
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if self._outbound is not None:
-                await self._outbound.aclose()
-                self._outbound = None
 
     # ------------------------------------------------------------------ seeding
 
@@ -796,11 +703,6 @@ class KommoSandbox:
         return [r for r in self.requests if r.account_id == account.id]
 
     # ------------------------------------------------------------------ webhooks to us
-
-    def _outbound_client(self) -> httpx.AsyncClient:
-        if self._outbound is None:
-            self._outbound = httpx.AsyncClient()
-        return self._outbound
 
     async def send_crm_webhook(
         self,

@@ -29,7 +29,6 @@ window and webhook timestamps.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -38,22 +37,20 @@ import html
 import json
 import re
 import secrets
-import socket
 import string
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from integrations.served_sandbox import ServedSandbox
 from integrations.stripe import signing
 from integrations.stripe.models import API_VERSION
 
@@ -314,18 +311,10 @@ def _positive_int(value: Any, param: str) -> int:
     return number
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handlers: embedded in a test or app, Ctrl-C belongs to the host."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 # --------------------------------------------------------------------------- sandbox
 
 
-class StripeSandbox:
+class StripeSandbox(ServedSandbox):
     """In-memory Stripe emulator on a real local HTTP port (see module docstring).
 
     Objects are kept as plain dicts in Stripe's JSON shape (``customers``, ``prices``,
@@ -334,6 +323,8 @@ class StripeSandbox:
     rendered as Stripe's list object with the full price on the way out. ``events`` holds every
     event emitted, ``requests`` every request, ``webhook_deliveries`` every delivery and its status.
     """
+
+    demo_port = 8012
 
     def __init__(
         self,
@@ -351,8 +342,7 @@ class StripeSandbox:
         self.api_key = api_key or _new_id("sk_test_", 32)
         self.webhook_secret = webhook_secret or _new_id("whsec_", 32)
         self.webhook_url = webhook_url
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self._clock = clock
         self._offset = 0.0
         # None disables rate limiting, for tests that are not about it.
@@ -375,10 +365,6 @@ class StripeSandbox:
         self._faults: deque[int] = deque()
 
         self.app = self._build_app()
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._outbound: httpx.AsyncClient | None = None
-        self._base_url: str | None = None
 
     # ------------------------------------------------------------------ clock
 
@@ -392,84 +378,6 @@ class StripeSandbox:
 
     def _ts(self) -> int:
         return int(self.now())
-
-    # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (the client appends ``/v1``); valid once started."""
-        if self._base_url is None:
-            raise RuntimeError("StripeSandbox is not started")
-        return self._base_url
-
-    @staticmethod
-    def _bind(host: str, port: int) -> socket.socket:
-        # Binding ourselves gives the ephemeral port at once and turns "port in use" into an
-        # OSError here instead of uvicorn's sys.exit() inside a task.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        return sock
-
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-
-    async def start(self) -> None:
-        """Serve on ``host``/``port`` (0 = ephemeral) in the running loop; returns once listening."""
-        if self._task is not None:
-            return
-        sock = self._bind(self.host, self.port)
-        bound_host, bound_port = sock.getsockname()[:2]
-        self._base_url = f"http://{bound_host}:{bound_port}"
-        self._server = _EmbeddedServer(self._config())
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="stripe-sandbox")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # surfaces the startup error
-                raise RuntimeError("StripeSandbox stopped during startup")
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        """Stop serving and close outbound connections."""
-        if self._outbound is not None:
-            await self._outbound.aclose()
-            self._outbound = None
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server = None
-        self._task = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def run_forever(self, host: str = "127.0.0.1", port: int = 8012) -> None:
-        """Serve until interrupted (Ctrl-C), for the CLI demo; seed prices before calling."""
-        sock = self._bind(host, port)
-        self._base_url = f"http://{host}:{sock.getsockname()[1]}"
-        server = uvicorn.Server(self._config())
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            if self._outbound is not None:
-                await self._outbound.aclose()
-                self._outbound = None
 
     # ------------------------------------------------------------------ seeding and faults
 
@@ -610,11 +518,6 @@ class StripeSandbox:
         event = SandboxEvent(payload["id"], event_type, json.dumps(payload, indent=2).encode())
         self.events[event.id] = event
         return event
-
-    def _outbound_client(self) -> httpx.AsyncClient:
-        if self._outbound is None:
-            self._outbound = httpx.AsyncClient()
-        return self._outbound
 
     def _webhook_target(self) -> str:
         if self.webhook_url is None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # pytest owns the signals; uvicorn must not install its handlers.
-        yield
+from integrations.served_sandbox import EmbeddedServer
 
 
 @contextlib.asynccontextmanager
@@ -25,7 +20,7 @@ async def served(app: Any) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.01)
